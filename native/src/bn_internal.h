@@ -20,13 +20,17 @@
 #define BN_HIDDEN
 #endif
 
-/* Values per statistics block: small enough that a block re-read within a kernel comes from L1. */
+/* Values per reduction block: small enough that a block read twice in a row stays in L1. */
 #define BN_BLOCK 4096
 
-/* A channel's data: row r starts at base + r*stride; each row holds s values. */
+/* A channel's data: row r starts at base + r*stride and holds s values; m = n*s values in all.
+ * stream asks the kernels to write outputs with non-temporal stores (large tensors that will not
+ * be read back soon). */
 typedef struct {
     int64_t s;
     int64_t stride;
+    int64_t m;
+    int stream;
 } bn_rows;
 
 /*
@@ -40,7 +44,7 @@ typedef struct {
     double m2;
 } bn_moments;
 
-/* Sums a training backward needs: sum dy and sum dy*(x - mean). */
+/* Sums a backward needs: sum dy and sum dy*xhat, xhat = (x - mean)*invstd. */
 typedef struct {
     double dy;
     double dyx;
@@ -58,33 +62,67 @@ BN_HIDDEN int32_t bn_check_factor(double factor);
 /* Threads to use for a call over `elements` values: 1 below the parallel threshold. */
 BN_HIDDEN int bn_threads_for(int64_t elements);
 
-/* ---- block kernels (kernels.c); start and len are flat indices within one channel ---- */
+/* ---- block kernels; start and len are flat indices within one channel (kernels_*.c) ---- */
 
-/* Sum of x[start, start+len). */
-BN_HIDDEN double bn_block_sum(const float *x, bn_rows v, int64_t start, int64_t len);
+typedef struct {
+    /* Moments of x[start, start+len) about shift: two passes over the block. */
+    bn_moments (*moments)(const float *x, bn_rows v, int64_t start, int64_t len, double shift);
+    /* y = (x - mean)*alpha + beta. y may equal x. */
+    void (*normalize)(float *y, const float *x, bn_rows v, int64_t start, int64_t len,
+                      double mean, double alpha, double beta);
+    /* sum dy and sum dy*xhat, xhat = (x - mean)*invstd. */
+    bn_grad_sums (*grad_sums)(const float *dy, const float *x, bn_rows v, int64_t start,
+                              int64_t len, double mean, double invstd);
+    /* dx = ((dy - gmean) - (x - mean)*k)*a. dx may equal dy. */
+    void (*train_dx)(float *dx, const float *dy, const float *x, bn_rows v, int64_t start,
+                     int64_t len, double mean, double a, double gmean, double k);
+    /* dx = dy*a (when dx != NULL) and the sums dy, dy*(x - mean)*invstd (the latter only when
+     * x != NULL), in one pass. dx may equal dy. */
+    bn_grad_sums (*eval_backward)(float *dx, const float *dy, const float *x, bn_rows v,
+                                  int64_t start, int64_t len, double mean, double invstd,
+                                  double a);
+} bn_kernels;
 
-/* Moments of x[start, start+len) about shift: two passes (shifted sum, squared deviations). */
-BN_HIDDEN bn_moments bn_block_moments(const float *x, bn_rows v, int64_t start, int64_t len,
-                                      double shift);
+BN_HIDDEN extern const bn_kernels bn_kernels_generic;
+BN_HIDDEN extern const bn_kernels bn_kernels_avx2;
 
-/* Chan's merge of b into a (a, b in that order). */
-BN_HIDDEN bn_moments bn_merge_moments(bn_moments a, bn_moments b);
+/* The kernels for this CPU (AVX2+FMA when present; BN_ISA=generic in the environment forces the
+ * portable ones, for tests). */
+BN_HIDDEN const bn_kernels *bn_kernels_select(void);
 
-/* y = (x - mean)*alpha + beta over [start, start+len). y may equal x. */
-BN_HIDDEN void bn_block_normalize(float *y, const float *x, bn_rows v, int64_t start, int64_t len,
-                                  double mean, double alpha, double beta);
+/* ---- the parallel driver (driver.c) ---- */
 
-/* sum dy and sum dy*(x - mean) over [start, start+len). */
-BN_HIDDEN bn_grad_sums bn_block_grad_sums(const float *dy, const float *x, bn_rows v,
-                                          int64_t start, int64_t len, double mean);
+/* Per-channel partial result of the reduction pass: moments or gradient sums. */
+typedef union {
+    bn_moments mo;
+    bn_grad_sums g;
+} bn_partial;
 
-/* dx = ((dy - gmean) - (x - mean)*k)*a over [start, start+len). dx may equal dy. */
-BN_HIDDEN void bn_block_train_dx(float *dx, const float *dy, const float *x, bn_rows v,
-                                 int64_t start, int64_t len, double mean, double a, double gmean,
-                                 double k);
+/* Per-channel constants of the elementwise pass. */
+typedef struct {
+    double mean, a, b, k;
+} bn_coeffs;
 
-/* dx = dy*a over [start, start+len). dx may equal dy. */
-BN_HIDDEN void bn_block_scale(float *dx, const float *dy, bn_rows v, int64_t start, int64_t len,
-                              double a);
+/*
+ * One operation as three steps per channel: reduce each block (optional), finalize the channel
+ * from the merged partial (writes the per-channel outputs, returns the elementwise constants),
+ * apply the elementwise pass to each block (optional).
+ */
+typedef struct {
+    const void *args;
+    bn_partial (*reduce)(const void *args, int64_t ch, int64_t start, int64_t len);
+    bn_partial (*merge)(bn_partial a, bn_partial b);
+    bn_coeffs (*finalize)(const void *args, int64_t ch, bn_partial total);
+    void (*apply)(const void *args, int64_t ch, int64_t start, int64_t len, bn_coeffs co);
+} bn_op;
+
+/* Runs op over c channels of m values each on `threads` threads (1: the calling thread only). */
+BN_HIDDEN void bn_run(const bn_op *op, int64_t c, int64_t m, int threads);
+
+/* The row view of an (N,C,S) tensor, with the streaming-store decision. */
+BN_HIDDEN bn_rows bn_make_rows(int64_t n, int64_t c, int64_t s);
+
+BN_HIDDEN bn_partial bn_merge_moments(bn_partial a, bn_partial b);
+BN_HIDDEN bn_partial bn_merge_sums(bn_partial a, bn_partial b);
 
 #endif /* BN_INTERNAL_H */

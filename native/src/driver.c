@@ -1,0 +1,127 @@
+/*
+ * The parallel driver. Three schedules, all computing each block's partial with the same kernel
+ * and merging a channel's partials in block order, so they give bit-identical results:
+ *  - serial: the calling thread runs channel after channel, no OpenMP region at all;
+ *  - by channel: each thread takes a contiguous range of channels and runs each one start to
+ *    finish (reduce, finalize, apply), so the apply pass finds the channel's data in cache;
+ *  - split: when channels are too few to share out evenly, the blocks of a group of channels are
+ *    shared out instead; partials go to a fixed-size array and are merged in block order by one
+ *    thread, then the apply pass uses the same static split so each thread meets its own blocks.
+ */
+#include <stddef.h>
+
+#include "bn_internal.h"
+
+/* Split schedule bounds: at most this many channels (their partials and constants live on the
+ * stack), and partials for at most BN_ROUND blocks at a time. */
+#define BN_SPLIT_MAX_CHANNELS 64
+#define BN_ROUND 512
+/* Values per thread in one channel group of the split schedule: what stays in a core's L2. */
+#define BN_GROUP_PER_THREAD 65536
+
+/* Outputs bigger than this are written with non-temporal stores: they cannot stay in cache for
+ * the caller anyway, and streaming them spares the read-for-ownership traffic. Rows shorter than
+ * 64 values would stream partial cache lines, which costs more than it saves. */
+#define BN_STREAM_MIN_BYTES ((int64_t)16 << 20)
+
+bn_rows bn_make_rows(int64_t n, int64_t c, int64_t s) {
+    bn_rows v = {s, c * s, n * s, n * c * s * (int64_t)sizeof(float) >= BN_STREAM_MIN_BYTES && s >= 64};
+    return v;
+}
+
+bn_partial bn_merge_moments(bn_partial a, bn_partial b) {
+    if (a.mo.n == 0.0)
+        return b;
+    double n = a.mo.n + b.mo.n;
+    double delta = b.mo.sum / b.mo.n - a.mo.sum / a.mo.n;
+    bn_partial r;
+    r.mo.n = n;
+    r.mo.sum = a.mo.sum + b.mo.sum;
+    r.mo.m2 = a.mo.m2 + b.mo.m2 + delta * delta * (a.mo.n * b.mo.n / n);
+    return r;
+}
+
+bn_partial bn_merge_sums(bn_partial a, bn_partial b) {
+    bn_partial r;
+    r.g.dy = a.g.dy + b.g.dy;
+    r.g.dyx = a.g.dyx + b.g.dyx;
+    return r;
+}
+
+static bn_partial zero_partial(void) {
+    bn_partial z;
+    z.mo.n = z.mo.sum = z.mo.m2 = 0.0;
+    return z;
+}
+
+static int64_t block_len(int64_t m, int64_t b) {
+    int64_t start = b * BN_BLOCK;
+    return m - start < BN_BLOCK ? m - start : BN_BLOCK;
+}
+
+// one channel start to finish on the calling thread
+static void run_channel(const bn_op *op, int64_t ch, int64_t m) {
+    bn_partial acc = zero_partial();
+    if (op->reduce)
+        for (int64_t start = 0; start < m; start += BN_BLOCK)
+            acc = op->merge(acc, op->reduce(op->args, ch, start,
+                                            m - start < BN_BLOCK ? m - start : BN_BLOCK));
+    bn_coeffs co = op->finalize(op->args, ch, acc);
+    if (op->apply)
+        op->apply(op->args, ch, 0, m, co);
+}
+
+static void run_split(const bn_op *op, int64_t c, int64_t m, int threads) {
+    bn_partial acc[BN_SPLIT_MAX_CHANNELS], part[BN_ROUND];
+    bn_coeffs co[BN_SPLIT_MAX_CHANNELS];
+    int64_t nb = (m + BN_BLOCK - 1) / BN_BLOCK;
+    int64_t group = (int64_t)threads * BN_GROUP_PER_THREAD / m;
+    if (group < 1)
+        group = 1;
+#pragma omp parallel num_threads(threads)
+    for (int64_t g0 = 0; g0 < c; g0 += group) {
+        int64_t g1 = g0 + group < c ? g0 + group : c, tasks = (g1 - g0) * nb;
+#pragma omp single
+        for (int64_t ch = g0; ch < g1; ch++)
+            acc[ch] = zero_partial();
+        for (int64_t r0 = 0; op->reduce && r0 < tasks; r0 += BN_ROUND) {
+            int64_t r1 = r0 + BN_ROUND < tasks ? r0 + BN_ROUND : tasks;
+#pragma omp for schedule(static)
+            for (int64_t t = r0; t < r1; t++) {
+                int64_t ch = g0 + t / nb, b = t % nb;
+                part[t - r0] = op->reduce(op->args, ch, b * BN_BLOCK, block_len(m, b));
+            }
+#pragma omp single
+            for (int64_t t = r0; t < r1; t++) {
+                int64_t ch = g0 + t / nb;
+                acc[ch] = op->merge(acc[ch], part[t - r0]);
+            }
+        }
+#pragma omp single
+        for (int64_t ch = g0; ch < g1; ch++)
+            co[ch] = op->finalize(op->args, ch, acc[ch]);
+        if (op->apply) {
+#pragma omp for schedule(static)
+            for (int64_t t = 0; t < tasks; t++) {
+                int64_t ch = g0 + t / nb, b = t % nb;
+                op->apply(op->args, ch, b * BN_BLOCK, block_len(m, b), co[ch]);
+            }
+        }
+    }
+}
+
+void bn_run(const bn_op *op, int64_t c, int64_t m, int threads) {
+    if (threads <= 1) {
+        for (int64_t ch = 0; ch < c; ch++)
+            run_channel(op, ch, m);
+        return;
+    }
+    /* By channel unless that leaves a thread idle for more than 1/8 of the time. */
+    if (c % threads == 0 || c >= 8 * (int64_t)threads || c > BN_SPLIT_MAX_CHANNELS) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+        for (int64_t ch = 0; ch < c; ch++)
+            run_channel(op, ch, m);
+        return;
+    }
+    run_split(op, c, m, threads);
+}
