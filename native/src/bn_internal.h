@@ -50,6 +50,12 @@ typedef struct {
     double dyx;
 } bn_grad_sums;
 
+/* The row holding flat index i of a channel with rows of s values (no division for row 0: tiny
+ * tensors call the kernels once per channel and would spend their time dividing). */
+static inline int64_t bn_row_of(int64_t i, int64_t s) {
+    return i < s ? 0 : i / s;
+}
+
 /* ---- validation (validate.c) ---- */
 
 /* BN_OK, BN_ERR_BAD_SIZE, BN_ERR_SIZE_OVERFLOW or BN_ERR_UNSUPPORTED_LAYOUT. */

@@ -110,7 +110,29 @@ static void run_split(const bn_op *op, int64_t c, int64_t m, int threads) {
     }
 }
 
+/*
+ * Few channels of at most one block each, on the calling thread: phase by phase over all
+ * channels, so that the channels' short dependency chains (sums, divisions, square roots)
+ * overlap in the core instead of running one after the other.
+ */
+static void run_small(const bn_op *op, int64_t c, int64_t m) {
+    bn_partial part[BN_SPLIT_MAX_CHANNELS];
+    bn_coeffs co[BN_SPLIT_MAX_CHANNELS];
+    for (int64_t ch = 0; ch < c; ch++)
+        part[ch] = op->reduce ? op->merge(zero_partial(), op->reduce(op->args, ch, 0, m))
+                              : zero_partial();
+    for (int64_t ch = 0; ch < c; ch++)
+        co[ch] = op->finalize(op->args, ch, part[ch]);
+    if (op->apply)
+        for (int64_t ch = 0; ch < c; ch++)
+            op->apply(op->args, ch, 0, m, co[ch]);
+}
+
 void bn_run(const bn_op *op, int64_t c, int64_t m, int threads) {
+    if (threads <= 1 && c <= BN_SPLIT_MAX_CHANNELS && m <= BN_BLOCK) {
+        run_small(op, c, m);
+        return;
+    }
     if (threads <= 1) {
         for (int64_t ch = 0; ch < c; ch++)
             run_channel(op, ch, m);

@@ -14,8 +14,8 @@
 /* Walks the segments of [start, start+len): off is the offset of the segment's first value
  * from the channel base, seg its length. */
 #define FOR_EACH_SEGMENT(v, start, len, off, seg)                                        \
-    for (int64_t row_ = (start) / (v).s, col_ = (start) % (v).s, left_ = (len), off = 0, \
-                 seg = 0;                                                                \
+    for (int64_t row_ = bn_row_of(start, (v).s), col_ = (start) - row_ * (v).s, left_ = (len), \
+                 off = 0, seg = 0;                                                       \
          left_ > 0 && (off = row_ * (v).stride + col_,                                  \
                       seg = (v).s - col_ < left_ ? (v).s - col_ : left_, 1);             \
          left_ -= seg, row_++, col_ = 0)
