@@ -22,6 +22,17 @@ static bn_partial train_reduce(const void *p, int64_t ch, int64_t start, int64_t
     return r;
 }
 
+static void train_reduce_group(const void *p, int64_t ch, int64_t g, int64_t start, int64_t len,
+                               bn_partial *out) {
+    const train_args *a = p;
+    int64_t off = ch * a->s;
+    bn_grad_sums sums[BN_GROUP_MAX];
+    a->k->grad_sums_group(a->dy + off, a->x + off, a->v, g, start, len, a->save_mean + ch,
+                          a->save_invstd + ch, sums);
+    for (int64_t j = 0; j < g; j++)
+        out[j].g = sums[j];
+}
+
 static bn_coeffs train_finalize(const void *p, int64_t ch, bn_partial total) {
     const train_args *a = p;
     double invstd = a->save_invstd[ch], mm = (double)a->m;
@@ -39,6 +50,13 @@ static void train_apply(const void *p, int64_t ch, int64_t start, int64_t len, b
     int64_t off = ch * a->s;
     a->k->train_dx(a->dx + off, a->dy + off, a->x + off, a->v, start, len, co.mean, co.a, co.b,
                    co.k);
+}
+
+static void train_apply_group(const void *p, int64_t ch, int64_t g, int64_t start, int64_t len,
+                              const bn_coeffs *co) {
+    const train_args *a = p;
+    int64_t off = ch * a->s;
+    a->k->train_dx_group(a->dx + off, a->dy + off, a->x + off, a->v, g, start, len, co);
 }
 
 static void zero_channels(float *p, int64_t c) {
@@ -66,8 +84,9 @@ int32_t bn_backward_train_f32(float *dx, float *dweight, float *dbias,
         return BN_OK;
     train_args a = {bn_kernels_select(), dx, dweight, dbias, dy, x, weight, save_mean,
                     save_invstd, s, m, bn_make_rows(n, c, s)};
-    bn_op op = {&a, train_reduce, bn_merge_sums, train_finalize, dx ? train_apply : NULL};
-    bn_run(&op, c, m, bn_threads_for(m * c));
+    bn_op op = {&a, train_reduce, bn_merge_sums, train_finalize, dx ? train_apply : NULL,
+                train_reduce_group, dx ? train_apply_group : NULL};
+    bn_run(&op, c, s, m, bn_threads_for(m * c));
     return BN_OK;
 }
 
@@ -141,7 +160,7 @@ int32_t bn_backward_eval_f32(float *dx, float *dweight, float *dbias,
                    running_var, s, bn_make_rows(n, c, s), eps};
     int sums = dweight != NULL || dbias != NULL;
     bn_op op = {&a, sums ? eval_reduce : NULL, bn_merge_sums, eval_finalize,
-                sums ? NULL : eval_apply};
-    bn_run(&op, c, m, bn_threads_for(m * c));
+                sums ? NULL : eval_apply, NULL, NULL};
+    bn_run(&op, c, s, m, bn_threads_for(m * c));
     return BN_OK;
 }

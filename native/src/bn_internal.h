@@ -23,6 +23,9 @@
 /* Values per reduction block: small enough that a block read twice in a row stays in L1. */
 #define BN_BLOCK 4096
 
+/* At most this many consecutive channels go through a group kernel together. */
+#define BN_GROUP_MAX 16
+
 /* A channel's data: row r starts at base + r*stride and holds s values; m = n*s values in all.
  * stream asks the kernels to write outputs with non-temporal stores (large tensors that will not
  * be read back soon). */
@@ -68,6 +71,11 @@ BN_HIDDEN int32_t bn_check_factor(double factor);
 /* Threads to use for a call over `elements` values: 1 below the parallel threshold. */
 BN_HIDDEN int bn_threads_for(int64_t elements);
 
+/* Per-channel constants of an elementwise pass: mean, and the pass's own a, b, k. */
+typedef struct bn_coeffs {
+    double mean, a, b, k;
+} bn_coeffs;
+
 /* ---- block kernels; start and len are flat indices within one channel (kernels_*.c) ---- */
 
 typedef struct {
@@ -87,6 +95,20 @@ typedef struct {
     bn_grad_sums (*eval_backward)(float *dx, const float *dy, const float *x, bn_rows v,
                                   int64_t start, int64_t len, double mean, double invstd,
                                   double a);
+    /*
+     * Group kernels: the same work for g <= BN_GROUP_MAX consecutive channels (channel j's base
+     * is the given base + j*s), done row by row so that memory is read in order when rows are
+     * short. Each channel's result is bit-identical to the single-channel kernel's.
+     */
+    void (*moments_group)(const float *x, bn_rows v, int64_t g, int64_t start, int64_t len,
+                          const double *shift, bn_moments *out);
+    void (*normalize_group)(float *y, const float *x, bn_rows v, int64_t g, int64_t start,
+                            int64_t len, const struct bn_coeffs *co);
+    void (*grad_sums_group)(const float *dy, const float *x, bn_rows v, int64_t g, int64_t start,
+                            int64_t len, const double *mean, const double *invstd,
+                            bn_grad_sums *out);
+    void (*train_dx_group)(float *dx, const float *dy, const float *x, bn_rows v, int64_t g,
+                           int64_t start, int64_t len, const struct bn_coeffs *co);
 } bn_kernels;
 
 BN_HIDDEN extern const bn_kernels bn_kernels_generic;
@@ -104,10 +126,6 @@ typedef union {
     bn_grad_sums g;
 } bn_partial;
 
-/* Per-channel constants of the elementwise pass. */
-typedef struct {
-    double mean, a, b, k;
-} bn_coeffs;
 
 /*
  * One operation as three steps per channel: reduce each block (optional), finalize the channel
@@ -120,10 +138,17 @@ typedef struct {
     bn_partial (*merge)(bn_partial a, bn_partial b);
     bn_coeffs (*finalize)(const void *args, int64_t ch, bn_partial total);
     void (*apply)(const void *args, int64_t ch, int64_t start, int64_t len, bn_coeffs co);
+    /* Optional: reduce and apply for g consecutive channels from ch at once, with the same
+     * per-channel results; used when rows are short. */
+    void (*reduce_group)(const void *args, int64_t ch, int64_t g, int64_t start, int64_t len,
+                         bn_partial *out);
+    void (*apply_group)(const void *args, int64_t ch, int64_t g, int64_t start, int64_t len,
+                        const bn_coeffs *co);
 } bn_op;
 
-/* Runs op over c channels of m values each on `threads` threads (1: the calling thread only). */
-BN_HIDDEN void bn_run(const bn_op *op, int64_t c, int64_t m, int threads);
+/* Runs op over c channels of m values each (rows of s) on `threads` threads (1: the calling
+ * thread only). */
+BN_HIDDEN void bn_run(const bn_op *op, int64_t c, int64_t s, int64_t m, int threads);
 
 /* The row view of an (N,C,S) tensor, with the streaming-store decision. */
 BN_HIDDEN bn_rows bn_make_rows(int64_t n, int64_t c, int64_t s);

@@ -8,6 +8,7 @@
  *    shared out instead; partials go to a fixed-size array and are merged in block order by one
  *    thread, then the apply pass uses the same static split so each thread meets its own blocks.
  */
+#include <omp.h>
 #include <stddef.h>
 
 #include "bn_internal.h"
@@ -71,6 +72,48 @@ static void run_channel(const bn_op *op, int64_t ch, int64_t m) {
         op->apply(op->args, ch, 0, m, co);
 }
 
+/*
+ * Channels per group for rows of s values and m values per channel: enough that one row of the
+ * group spans 4 KiB of memory read in order; with a reduction, also few enough that the group's
+ * data stays in L2 between the reduction and the apply pass.
+ */
+static int64_t group_size(const bn_op *op, int64_t s, int64_t m) {
+    int64_t g = 4096 / (s * (int64_t)sizeof(float));
+    int64_t fit = (512 * 1024) / (m * (int64_t)sizeof(float));
+    if (op->reduce && g > fit)
+        g = fit;
+    if (g > BN_GROUP_MAX)
+        g = BN_GROUP_MAX;
+    return g < 1 ? 1 : g;
+}
+
+/* Channels [c0, c1) on the calling thread, g at a time through the group callbacks. */
+static void run_channels(const bn_op *op, int64_t c0, int64_t c1, int64_t m, int64_t g) {
+    int grouped = g > 1 && (!op->reduce || op->reduce_group) && (!op->apply || op->apply_group);
+    if (!grouped) {
+        for (int64_t ch = c0; ch < c1; ch++)
+            run_channel(op, ch, m);
+        return;
+    }
+    bn_partial acc[BN_GROUP_MAX], part[BN_GROUP_MAX];
+    bn_coeffs co[BN_GROUP_MAX];
+    for (int64_t ch = c0; ch < c1; ch += g) {
+        int64_t gg = c1 - ch < g ? c1 - ch : g;
+        for (int64_t j = 0; j < gg; j++)
+            acc[j] = zero_partial();
+        for (int64_t start = 0; op->reduce && start < m; start += BN_BLOCK) {
+            op->reduce_group(op->args, ch, gg, start, m - start < BN_BLOCK ? m - start : BN_BLOCK,
+                             part);
+            for (int64_t j = 0; j < gg; j++)
+                acc[j] = op->merge(acc[j], part[j]);
+        }
+        for (int64_t j = 0; j < gg; j++)
+            co[j] = op->finalize(op->args, ch + j, acc[j]);
+        if (op->apply)
+            op->apply_group(op->args, ch, gg, 0, m, co);
+    }
+}
+
 static void run_split(const bn_op *op, int64_t c, int64_t m, int threads) {
     bn_partial acc[BN_SPLIT_MAX_CHANNELS], part[BN_ROUND];
     bn_coeffs co[BN_SPLIT_MAX_CHANNELS];
@@ -128,21 +171,26 @@ static void run_small(const bn_op *op, int64_t c, int64_t m) {
             op->apply(op->args, ch, 0, m, co[ch]);
 }
 
-void bn_run(const bn_op *op, int64_t c, int64_t m, int threads) {
+void bn_run(const bn_op *op, int64_t c, int64_t s, int64_t m, int threads) {
     if (threads <= 1 && c <= BN_SPLIT_MAX_CHANNELS && m <= BN_BLOCK) {
         run_small(op, c, m);
         return;
     }
+    int64_t g = group_size(op, s, m);
     if (threads <= 1) {
-        for (int64_t ch = 0; ch < c; ch++)
-            run_channel(op, ch, m);
+        run_channels(op, 0, c, m, g);
         return;
     }
     /* By channel unless that leaves a thread idle for more than 1/8 of the time. */
     if (c % threads == 0 || c >= 8 * (int64_t)threads || c > BN_SPLIT_MAX_CHANNELS) {
-#pragma omp parallel for num_threads(threads) schedule(static)
-        for (int64_t ch = 0; ch < c; ch++)
-            run_channel(op, ch, m);
+#pragma omp parallel num_threads(threads)
+        {
+            /* the contiguous share schedule(static) would give this thread */
+            int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+            int64_t q = c / nt, r = c % nt;
+            int64_t c0 = t * q + (t < r ? t : r), c1 = c0 + q + (t < r ? 1 : 0);
+            run_channels(op, c0, c1, m, g);
+        }
         return;
     }
     run_split(op, c, m, threads);

@@ -25,6 +25,19 @@ static bn_partial train_reduce(const void *p, int64_t ch, int64_t start, int64_t
     return r;
 }
 
+static void train_reduce_group(const void *p, int64_t ch, int64_t g, int64_t start, int64_t len,
+                               bn_partial *out) {
+    const train_args *a = p;
+    const float *x = a->x + ch * a->s;
+    double shift[BN_GROUP_MAX] = {0.0};
+    bn_moments mo[BN_GROUP_MAX];
+    for (int64_t j = 0; j < g; j++)
+        shift[j] = isfinite(x[j * a->s]) ? (double)x[j * a->s] : 0.0;
+    a->k->moments_group(x, a->v, g, start, len, shift, mo);
+    for (int64_t j = 0; j < g; j++)
+        out[j].mo = mo[j];
+}
+
 // statistics and running update of channel ch
 static bn_coeffs train_finalize(const void *p, int64_t ch, bn_partial total) {
     const train_args *a = p;
@@ -59,6 +72,12 @@ static void train_apply(const void *p, int64_t ch, int64_t start, int64_t len, b
     normalize_apply(a->k, a->y, a->x, a->s, a->v, ch, start, len, co);
 }
 
+static void train_apply_group(const void *p, int64_t ch, int64_t g, int64_t start, int64_t len,
+                              const bn_coeffs *co) {
+    const train_args *a = p;
+    a->k->normalize_group(a->y + ch * a->s, a->x + ch * a->s, a->v, g, start, len, co);
+}
+
 int32_t bn_forward_train_f32(float *y, double *save_mean, double *save_invstd,
                              float *running_mean, float *running_var,
                              const float *x, const float *weight, const float *bias,
@@ -87,8 +106,9 @@ int32_t bn_forward_train_f32(float *y, double *save_mean, double *save_invstd,
     }
     train_args a = {bn_kernels_select(), y, save_mean, save_invstd, running_mean, running_var,
                     x, weight, bias, s, m, bn_make_rows(n, c, s), eps, factor};
-    bn_op op = {&a, train_reduce, bn_merge_moments, train_finalize, train_apply};
-    bn_run(&op, c, m, bn_threads_for(m * c));
+    bn_op op = {&a, train_reduce, bn_merge_moments, train_finalize, train_apply,
+                train_reduce_group, train_apply_group};
+    bn_run(&op, c, s, m, bn_threads_for(m * c));
     return BN_OK;
 }
 
@@ -116,6 +136,12 @@ static void eval_apply(const void *p, int64_t ch, int64_t start, int64_t len, bn
     normalize_apply(a->k, a->y, a->x, a->s, a->v, ch, start, len, co);
 }
 
+static void eval_apply_group(const void *p, int64_t ch, int64_t g, int64_t start, int64_t len,
+                             const bn_coeffs *co) {
+    const eval_args *a = p;
+    a->k->normalize_group(a->y + ch * a->s, a->x + ch * a->s, a->v, g, start, len, co);
+}
+
 int32_t bn_forward_eval_f32(float *y,
                             const float *x, const float *weight, const float *bias,
                             const float *running_mean, const float *running_var,
@@ -133,7 +159,8 @@ int32_t bn_forward_eval_f32(float *y,
         return BN_OK;
     eval_args a = {bn_kernels_select(), y, x, weight, bias, running_mean, running_var, s,
                    bn_make_rows(n, c, s), eps};
-    bn_op op = {&a, NULL, NULL, eval_finalize, eval_apply};
-    bn_run(&op, c, m, bn_threads_for(m * c));
+    bn_op op = {&a, NULL, NULL, eval_finalize, eval_apply, NULL, eval_apply_group};
+    /* a lone elementwise pass needs twice the elements of a reduction to pay for a team */
+    bn_run(&op, c, s, m, bn_threads_for(m * c / 2));
     return BN_OK;
 }

@@ -131,4 +131,33 @@ static bn_grad_sums eval_backward(float *dx, const float *dy, const float *x, bn
     return r;
 }
 
-const bn_kernels bn_kernels_generic = {moments, normalize, grad_sums, train_dx, eval_backward};
+static void moments_group(const float *x, bn_rows v, int64_t g, int64_t start, int64_t len,
+                          const double *shift, bn_moments *out) {
+    for (int64_t j = 0; j < g; j++)
+        out[j] = moments(x + j * v.s, v, start, len, shift[j]);
+}
+
+static void normalize_group(float *y, const float *x, bn_rows v, int64_t g, int64_t start,
+                            int64_t len, const bn_coeffs *co) {
+    for (int64_t j = 0; j < g; j++)
+        normalize(y + j * v.s, x + j * v.s, v, start, len, co[j].mean, co[j].a, co[j].b);
+}
+
+static void grad_sums_group(const float *dy, const float *x, bn_rows v, int64_t g, int64_t start,
+                            int64_t len, const double *mean, const double *invstd,
+                            bn_grad_sums *out) {
+    for (int64_t j = 0; j < g; j++)
+        out[j] = grad_sums(dy + j * v.s, x + j * v.s, v, start, len, mean[j], invstd[j]);
+}
+
+static void train_dx_group(float *dx, const float *dy, const float *x, bn_rows v, int64_t g,
+                           int64_t start, int64_t len, const bn_coeffs *co) {
+    for (int64_t j = 0; j < g; j++)
+        train_dx(dx + j * v.s, dy + j * v.s, x + j * v.s, v, start, len, co[j].mean, co[j].a,
+                 co[j].b, co[j].k);
+}
+
+/* The portable kernels have no memory-order advantage to gain: their group forms just loop. */
+const bn_kernels bn_kernels_generic = {moments,        normalize,       grad_sums,      train_dx,
+                                       eval_backward,  moments_group,   normalize_group,
+                                       grad_sums_group, train_dx_group};
