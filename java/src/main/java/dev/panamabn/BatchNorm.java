@@ -196,7 +196,7 @@ public final class BatchNorm implements AutoCloseable {
         Objects.requireNonNull(x, "x");
         Objects.requireNonNull(shape, "shape");
         Objects.requireNonNull(y, "y");
-        forward(x, shape, y, null, false);
+        forward(x, null, shape, y, null, null);
     }
 
     /** Like {@link #forward(MemorySegment, Shape, MemorySegment)}, with y allocated in {@code arena}. */
@@ -204,7 +204,7 @@ public final class BatchNorm implements AutoCloseable {
         Objects.requireNonNull(x, "x");
         Objects.requireNonNull(shape, "shape");
         Objects.requireNonNull(arena, "arena");
-        return forward(x, shape, null, arena, false);
+        return forward(x, null, shape, null, null, arena);
     }
 
     /** Like {@link #forward(MemorySegment, Shape, MemorySegment)} on Java arrays, without copying them. */
@@ -212,37 +212,39 @@ public final class BatchNorm implements AutoCloseable {
         Objects.requireNonNull(x, "x");
         Objects.requireNonNull(shape, "shape");
         Objects.requireNonNull(y, "y");
-        forward(MemorySegment.ofArray(x), shape, MemorySegment.ofArray(y), null, true);
+        forward(null, x, shape, null, y, null);
     }
 
-    private MemorySegment forward(MemorySegment x, Shape shape, MemorySegment y, Arena outArena, boolean arrays) {
+    /** Either the segments (xs, and ys or outArena) or the arrays (xa, ya) are given. */
+    private MemorySegment forward(MemorySegment xs, float[] xa, Shape shape, MemorySegment ys, float[] ya,
+                                  Arena outArena) {
         Lock held = lockForForward();
         try {
             ensureOpen();
             long bytes = checkChannels(shape);
             boolean batchStatistics = training || !track;
             boolean updatesRunningStats = training && track;
-            if (arrays) {
-                checkArray("x", x, shape, bytes);
-                checkArray("y", y, shape, bytes);
+            if (xa != null) {
+                checkArray("x", xa, shape);
+                checkArray("y", ya, shape);
             } else {
-                checkSegment("x", x, shape, bytes);
+                checkSegment("x", xs, shape, bytes);
                 if (updatesRunningStats) {
-                    checkNoOverlap("x", x, bytes, runningMean, "running mean, which this call updates");
-                    checkNoOverlap("x", x, bytes, runningVar, "running variance, which this call updates");
+                    checkNoOverlap("x", xs, bytes, runningMean, "running mean, which this call updates");
+                    checkNoOverlap("x", xs, bytes, runningVar, "running variance, which this call updates");
                 }
-                if (y != null) {
-                    checkOutput("y", y, shape, bytes);
-                    checkInPlace("y", y, "x", x, bytes);
-                    checkNotModuleState("y", y, bytes);
+                if (ys != null) {
+                    checkOutput("y", ys, shape, bytes);
+                    checkInPlace("y", ys, "x", xs, bytes);
+                    checkNotModuleState("y", ys, bytes);
                 }
             }
             if (batchStatistics && shape.valuesPerChannel() == 1) {
                 throw new IllegalArgumentException(
                         "Expected more than 1 value per channel when training, got input size " + shape);
             }
-            if (y == null) {
-                y = outArena.allocate(bytes, Float.BYTES);
+            if (xa == null && ys == null) {
+                ys = outArena.allocate(bytes, Float.BYTES);
             }
 
             long n = shape.batch();
@@ -254,18 +256,24 @@ public final class BatchNorm implements AutoCloseable {
                     numBatchesTracked++;
                     factor = cumulative ? 1.0 / numBatchesTracked : momentum;
                 }
-                status = forwardTrain(arrays, y, saveMean, saveInvstd, runningMean, runningVar, x, weight, bias,
-                        n, channels, s, eps, factor);
+                status = xa != null
+                        ? forwardTrain(ya, saveMean, saveInvstd, runningMean, runningVar, xa, weight, bias,
+                                n, channels, s, eps, factor)
+                        : BatchNormNative.bn_forward_train_f32(ys, saveMean, saveInvstd, runningMean, runningVar, xs,
+                                weight, bias, n, channels, s, NativeCalls.LAYOUT_NCS, eps, factor);
                 if (status != NativeCalls.OK && updatesRunningStats) {
                     numBatchesTracked--;
                 }
                 NativeCalls.check(status, "bn_forward_train_f32");
             } else {
-                status = forwardEval(arrays, y, x, weight, bias, runningMean, runningVar, n, channels, s, eps);
+                status = xa != null
+                        ? forwardEval(ya, xa, weight, bias, runningMean, runningVar, n, channels, s, eps)
+                        : BatchNormNative.bn_forward_eval_f32(ys, xs, weight, bias, runningMean, runningVar,
+                                n, channels, s, NativeCalls.LAYOUT_NCS, eps);
                 NativeCalls.check(status, "bn_forward_eval_f32");
             }
             lastForward = shape;
-            return y;
+            return ys;
         } finally {
             held.unlock();
         }
@@ -307,7 +315,7 @@ public final class BatchNorm implements AutoCloseable {
         Objects.requireNonNull(x, "x");
         Objects.requireNonNull(shape, "shape");
         Objects.requireNonNull(dx, "dx");
-        backward(dy, x, shape, dx, null, false);
+        backward(dy, null, x, null, shape, dx, null, null);
     }
 
     /** Like {@link #backward(MemorySegment, MemorySegment, Shape, MemorySegment)}, with dx allocated in {@code arena}. */
@@ -316,7 +324,7 @@ public final class BatchNorm implements AutoCloseable {
         Objects.requireNonNull(x, "x");
         Objects.requireNonNull(shape, "shape");
         Objects.requireNonNull(arena, "arena");
-        return backward(dy, x, shape, null, arena, false);
+        return backward(dy, null, x, null, shape, null, null, arena);
     }
 
     /** Like {@link #backward(MemorySegment, MemorySegment, Shape, MemorySegment)} on Java arrays, without copying them. */
@@ -325,14 +333,12 @@ public final class BatchNorm implements AutoCloseable {
         Objects.requireNonNull(x, "x");
         Objects.requireNonNull(shape, "shape");
         Objects.requireNonNull(dx, "dx");
-        if (dx == x) {
-            throw new IllegalArgumentException("dx must not be x (in-place backward writes dx into dy)");
-        }
-        backward(MemorySegment.ofArray(dy), MemorySegment.ofArray(x), shape, MemorySegment.ofArray(dx), null, true);
+        backward(null, dy, null, x, shape, null, dx, null);
     }
 
-    private MemorySegment backward(MemorySegment dy, MemorySegment x, Shape shape, MemorySegment dx,
-                                   Arena outArena, boolean arrays) {
+    /** Either the segments (dys, xs, and dxs or outArena) or the arrays (dya, xa, dxa) are given. */
+    private MemorySegment backward(MemorySegment dys, float[] dya, MemorySegment xs, float[] xa, Shape shape,
+                                   MemorySegment dxs, float[] dxa, Arena outArena) {
         writeLock.lock();
         try {
             ensureOpen();
@@ -343,34 +349,42 @@ public final class BatchNorm implements AutoCloseable {
                         ? "backward needs a forward pass first, in the current mode and since the last change of state"
                         : "backward got shape " + shape + " but the last forward pass had shape " + forwardShape);
             }
-            if (arrays) {
-                checkArray("dy", dy, shape, bytes);
-                checkArray("x", x, shape, bytes);
-                checkArray("dx", dx, shape, bytes);
-            } else {
-                checkSegment("dy", dy, shape, bytes);
-                checkSegment("x", x, shape, bytes);
-                if (dx != null) {
-                    checkOutput("dx", dx, shape, bytes);
-                    checkInPlace("dx", dx, "dy", dy, bytes);
-                    checkNoOverlap("dx", dx, bytes, x, "x (in-place backward writes dx into dy, not x)");
-                    checkNotModuleState("dx", dx, bytes);
+            if (xa != null) {
+                checkArray("dy", dya, shape);
+                checkArray("x", xa, shape);
+                checkArray("dx", dxa, shape);
+                if (dxa == xa) {
+                    throw new IllegalArgumentException("dx must not be x (in-place backward writes dx into dy)");
                 }
-            }
-            if (dx == null) {
-                dx = outArena.allocate(bytes, Float.BYTES);
+            } else {
+                checkSegment("dy", dys, shape, bytes);
+                checkSegment("x", xs, shape, bytes);
+                if (dxs != null) {
+                    checkOutput("dx", dxs, shape, bytes);
+                    checkInPlace("dx", dxs, "dy", dys, bytes);
+                    checkNoOverlap("dx", dxs, bytes, xs, "x (in-place backward writes dx into dy, not x)");
+                    checkNotModuleState("dx", dxs, bytes);
+                } else {
+                    dxs = outArena.allocate(bytes, Float.BYTES);
+                }
             }
 
             long n = shape.batch();
             long s = shape.spatial();
             int status;
             if (training || !track) {
-                status = backwardTrain(arrays, dx, stepWeightGrad, stepBiasGrad, dy, x, weight, saveMean, saveInvstd,
-                        n, channels, s);
+                status = xa != null
+                        ? backwardTrain(dxa, stepWeightGrad, stepBiasGrad, dya, xa, weight, saveMean, saveInvstd,
+                                n, channels, s)
+                        : BatchNormNative.bn_backward_train_f32(dxs, stepWeightGrad, stepBiasGrad, dys, xs, weight,
+                                saveMean, saveInvstd, n, channels, s, NativeCalls.LAYOUT_NCS);
                 NativeCalls.check(status, "bn_backward_train_f32");
             } else {
-                status = backwardEval(arrays, dx, stepWeightGrad, stepBiasGrad, dy, x, weight, runningMean, runningVar,
-                        n, channels, s, eps);
+                status = xa != null
+                        ? backwardEval(dxa, stepWeightGrad, stepBiasGrad, dya, xa, weight, runningMean, runningVar,
+                                n, channels, s, eps)
+                        : BatchNormNative.bn_backward_eval_f32(dxs, stepWeightGrad, stepBiasGrad, dys, xs, weight,
+                                runningMean, runningVar, n, channels, s, NativeCalls.LAYOUT_NCS, eps);
                 NativeCalls.check(status, "bn_backward_eval_f32");
             }
             if (affine) {
@@ -379,7 +393,7 @@ public final class BatchNorm implements AutoCloseable {
                     biasGrad.setAtIndex(FLOAT, i, biasGrad.getAtIndex(FLOAT, i) + stepBiasGrad.getAtIndex(FLOAT, i));
                 }
             }
-            return dx;
+            return dxs;
         } finally {
             writeLock.unlock();
         }
@@ -591,10 +605,10 @@ public final class BatchNorm implements AutoCloseable {
         return shape.elementCount() * Float.BYTES;
     }
 
-    private static void checkArray(String name, MemorySegment array, Shape shape, long bytes) {
-        if (array.byteSize() < bytes) {
-            throw new IllegalArgumentException(name + " is too small: shape " + shape + " needs " + bytes / Float.BYTES
-                    + " floats, " + name + " has " + array.byteSize() / Float.BYTES);
+    private static void checkArray(String name, float[] array, Shape shape) {
+        if (array.length < shape.elementCount()) {
+            throw new IllegalArgumentException(name + " is too small: shape " + shape + " needs " + shape.elementCount()
+                    + " floats, " + name + " has " + array.length);
         }
     }
 
@@ -663,17 +677,17 @@ public final class BatchNorm implements AutoCloseable {
         return a0 < b0 + bBytes && b0 < a0 + aBytes;
     }
 
-    private static int forwardTrain(boolean critical, MemorySegment y, MemorySegment saveMean,
-                                    MemorySegment saveInvstd, MemorySegment runningMean, MemorySegment runningVar,
-                                    MemorySegment x, MemorySegment weight, MemorySegment bias,
+    // The critical calls wrap the arrays right at the call, where escape analysis can remove the
+    // wrappers once the constant method handle is inlined.
+
+    private static int forwardTrain(float[] y, MemorySegment saveMean, MemorySegment saveInvstd,
+                                    MemorySegment runningMean, MemorySegment runningVar, float[] x,
+                                    MemorySegment weight, MemorySegment bias,
                                     long n, long c, long s, double eps, double factor) {
-        if (!critical) {
-            return BatchNormNative.bn_forward_train_f32(y, saveMean, saveInvstd, runningMean, runningVar, x, weight,
-                    bias, n, c, s, NativeCalls.LAYOUT_NCS, eps, factor);
-        }
         try {
-            return (int) NativeCalls.Critical.FORWARD_TRAIN.invokeExact(y, saveMean, saveInvstd, runningMean,
-                    runningVar, x, weight, bias, n, c, s, NativeCalls.LAYOUT_NCS, eps, factor);
+            return (int) NativeCalls.Critical.FORWARD_TRAIN.invokeExact(MemorySegment.ofArray(y), saveMean, saveInvstd,
+                    runningMean, runningVar, MemorySegment.ofArray(x), weight, bias, n, c, s, NativeCalls.LAYOUT_NCS,
+                    eps, factor);
         } catch (Error | RuntimeException e) {
             throw e;
         } catch (Throwable t) {
@@ -681,16 +695,12 @@ public final class BatchNorm implements AutoCloseable {
         }
     }
 
-    private static int forwardEval(boolean critical, MemorySegment y, MemorySegment x, MemorySegment weight,
-                                   MemorySegment bias, MemorySegment runningMean, MemorySegment runningVar,
+    private static int forwardEval(float[] y, float[] x, MemorySegment weight, MemorySegment bias,
+                                   MemorySegment runningMean, MemorySegment runningVar,
                                    long n, long c, long s, double eps) {
-        if (!critical) {
-            return BatchNormNative.bn_forward_eval_f32(y, x, weight, bias, runningMean, runningVar, n, c, s,
-                    NativeCalls.LAYOUT_NCS, eps);
-        }
         try {
-            return (int) NativeCalls.Critical.FORWARD_EVAL.invokeExact(y, x, weight, bias, runningMean, runningVar,
-                    n, c, s, NativeCalls.LAYOUT_NCS, eps);
+            return (int) NativeCalls.Critical.FORWARD_EVAL.invokeExact(MemorySegment.ofArray(y), MemorySegment.ofArray(x),
+                    weight, bias, runningMean, runningVar, n, c, s, NativeCalls.LAYOUT_NCS, eps);
         } catch (Error | RuntimeException e) {
             throw e;
         } catch (Throwable t) {
@@ -698,16 +708,13 @@ public final class BatchNorm implements AutoCloseable {
         }
     }
 
-    private static int backwardTrain(boolean critical, MemorySegment dx, MemorySegment dweight, MemorySegment dbias,
-                                     MemorySegment dy, MemorySegment x, MemorySegment weight,
-                                     MemorySegment saveMean, MemorySegment saveInvstd, long n, long c, long s) {
-        if (!critical) {
-            return BatchNormNative.bn_backward_train_f32(dx, dweight, dbias, dy, x, weight, saveMean, saveInvstd,
-                    n, c, s, NativeCalls.LAYOUT_NCS);
-        }
+    private static int backwardTrain(float[] dx, MemorySegment dweight, MemorySegment dbias, float[] dy, float[] x,
+                                     MemorySegment weight, MemorySegment saveMean, MemorySegment saveInvstd,
+                                     long n, long c, long s) {
         try {
-            return (int) NativeCalls.Critical.BACKWARD_TRAIN.invokeExact(dx, dweight, dbias, dy, x, weight, saveMean,
-                    saveInvstd, n, c, s, NativeCalls.LAYOUT_NCS);
+            return (int) NativeCalls.Critical.BACKWARD_TRAIN.invokeExact(MemorySegment.ofArray(dx), dweight, dbias,
+                    MemorySegment.ofArray(dy), MemorySegment.ofArray(x), weight, saveMean, saveInvstd, n, c, s,
+                    NativeCalls.LAYOUT_NCS);
         } catch (Error | RuntimeException e) {
             throw e;
         } catch (Throwable t) {
@@ -715,17 +722,13 @@ public final class BatchNorm implements AutoCloseable {
         }
     }
 
-    private static int backwardEval(boolean critical, MemorySegment dx, MemorySegment dweight, MemorySegment dbias,
-                                    MemorySegment dy, MemorySegment x, MemorySegment weight,
-                                    MemorySegment runningMean, MemorySegment runningVar,
+    private static int backwardEval(float[] dx, MemorySegment dweight, MemorySegment dbias, float[] dy, float[] x,
+                                    MemorySegment weight, MemorySegment runningMean, MemorySegment runningVar,
                                     long n, long c, long s, double eps) {
-        if (!critical) {
-            return BatchNormNative.bn_backward_eval_f32(dx, dweight, dbias, dy, x, weight, runningMean, runningVar,
-                    n, c, s, NativeCalls.LAYOUT_NCS, eps);
-        }
         try {
-            return (int) NativeCalls.Critical.BACKWARD_EVAL.invokeExact(dx, dweight, dbias, dy, x, weight,
-                    runningMean, runningVar, n, c, s, NativeCalls.LAYOUT_NCS, eps);
+            return (int) NativeCalls.Critical.BACKWARD_EVAL.invokeExact(MemorySegment.ofArray(dx), dweight, dbias,
+                    MemorySegment.ofArray(dy), MemorySegment.ofArray(x), weight, runningMean, runningVar, n, c, s,
+                    NativeCalls.LAYOUT_NCS, eps);
         } catch (Error | RuntimeException e) {
             throw e;
         } catch (Throwable t) {
