@@ -335,6 +335,14 @@ int main(void) {
         shape sh = {rng_int(&g_rng, 1, 9), rng_int(&g_rng, 1, 9), rng_int(&g_rng, 1, 2000)};
         run_shape(sh);
     }
+    /* Outputs past 16 MiB take the non-temporal store path; odd rows start at every alignment. */
+    shape big = {2, 3, 700001};
+    test_forward_train(big, 1, 31u, 1e-5, 0.1, 0);
+    test_forward_train(big, 0, 31u, 1e-3, 0.37, 1);
+    test_forward_eval(big, 1, 3u, 1e-5, 1);
+    test_backward_train(big, 1, 15u, 0);
+    test_backward_train(big, 0, 15u, 1);
+    test_backward_eval(big, 1, 31u, 1e-5, 0);
     printf("worst err/tol ratio: %.3g\n", g_worst);
     return finish("test_reference");
 }
