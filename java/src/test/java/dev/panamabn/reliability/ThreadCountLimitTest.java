@@ -45,10 +45,12 @@ class ThreadCountLimitTest {
     @Test
     void hugeThreadCountsAreRefusedOrCapped() throws Exception {
         String java = ProcessHandle.current().info().command().orElseThrow();
+        // A crashing child writes hs_err files into its working directory: keep them out of the tree.
+        java.io.File scratch = java.nio.file.Files.createTempDirectory("bn-threads").toFile();
         for (int threads : new int[] {4096, 1 << 20, Integer.MAX_VALUE}) {
             Process p = new ProcessBuilder(List.of(java, "--enable-native-access=ALL-UNNAMED", "-cp",
                     System.getProperty("java.class.path"), Probe.class.getName(), Integer.toString(threads)))
-                    .redirectErrorStream(true).start();
+                    .directory(scratch).redirectErrorStream(true).start();
             String out = new String(p.getInputStream().readAllBytes());
             assertTrue(p.waitFor(120, TimeUnit.SECONDS), "the probe hung at " + threads + " threads");
             assertEquals(0, p.exitValue(), "setThreads(" + threads + ") then a large call killed the JVM:\n" + out);
