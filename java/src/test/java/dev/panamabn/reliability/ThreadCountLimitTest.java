@@ -5,6 +5,8 @@ import dev.panamabn.Parallelism;
 import dev.panamabn.Shape;
 import org.junit.jupiter.api.Test;
 
+import java.io.File;
+import java.nio.file.Files;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 
@@ -46,7 +48,7 @@ class ThreadCountLimitTest {
     void hugeThreadCountsAreRefusedOrCapped() throws Exception {
         String java = ProcessHandle.current().info().command().orElseThrow();
         // A crashing child writes hs_err files into its working directory: keep them out of the tree.
-        java.io.File scratch = java.nio.file.Files.createTempDirectory("bn-threads").toFile();
+        File scratch = Files.createTempDirectory("bn-threads").toFile();
         for (int threads : new int[] {4096, 1 << 20, Integer.MAX_VALUE}) {
             Process p = new ProcessBuilder(List.of(java, "--enable-native-access=ALL-UNNAMED", "-cp",
                     System.getProperty("java.class.path"), Probe.class.getName(), Integer.toString(threads)))
