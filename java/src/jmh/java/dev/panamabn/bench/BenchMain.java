@@ -66,7 +66,6 @@ public final class BenchMain {
                 .include(BatchNormBenchmark.class.getName() + ".run$")
                 .param("shape", shapes.toArray(String[]::new))
                 .param("op", ops.toArray(String[]::new))
-                .param("threads", threads.toArray(String[]::new))
                 .warmupIterations(integer(options, "warmup-iterations", 3))
                 .warmupTime(TimeValue.milliseconds(integer(options, "warmup-ms", 1000)))
                 .measurementIterations(integer(options, "iterations", 5))
@@ -85,7 +84,8 @@ public final class BenchMain {
             System.err.printf("# java: %s (%d of %d)%n", impl, i + 1, impls.size());
             Collection<RunResult> results;
             try {
-                Options run = new OptionsBuilder().parent(base).param("impl", impl).build();
+                Options run = new OptionsBuilder().parent(base).param("impl", impl)
+                        .param("threads", threadsFor(impl, threads)).build();
                 results = new Runner(run,
                         OutputFormatFactory.createFormatInstance(System.err, VerboseMode.NORMAL))
                         .run();
@@ -112,6 +112,15 @@ public final class BenchMain {
         } else {
             Files.write(Path.of(out), rows, StandardCharsets.UTF_8);
         }
+    }
+
+    /** java-scalar works on whole tensors on the calling thread: it runs at 1 thread only. */
+    private static String[] threadsFor(String impl, List<String> threads) {
+        if (impl.equals("java-scalar")) {
+            System.err.println("# java: java-scalar is single-threaded, timed at threads=1 only");
+            return new String[] {"1"};
+        }
+        return threads.toArray(String[]::new);
     }
 
     private static double median(RunResult result) {
