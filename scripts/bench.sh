@@ -141,11 +141,14 @@ fi
 if [[ $built -eq 1 ]]; then
     progress "java: JMH (progress below; JMH log in $work/java.log)"
     bench_args="--shapes $shape_list --threads $threads $jmh_args --gc --out $raw/java.csv"
+    # cases: shapes x 3 ops x (3 impls x thread counts + java-scalar at 1 thread)
+    thread_counts=$(tr ',' '\n' <<<"$threads" | wc -l)
+    cases=$(( ${#shapes[@]} * 3 * (3 * thread_counts + 1) ))
     if (cd "$root" && timeout "$peer_timeout" mvn -B -q -Pbench validate exec:exec@bench-java \
             "-Dbench.args=$bench_args") 2>&1 | tee "$work/java.log" |
-        awk '/^# java:/ { print "    " $0; fflush() }
-             /^# Run progress:/ { p = $4 " " $5 " " $6 " " $7 }
-             /^# Parameters:/ { sub(/^# Parameters: /, ""); print "    " p "  " $0; fflush() }'
+        awk -v cases="$cases" '
+            /^# java:/ { print "    " $0; fflush() }
+            /^# Parameters:/ { sub(/^# Parameters: /, ""); printf "    java %d/%d %s\n", ++i, cases, $0; fflush() }'
     then
         grep '^# alloc' "$raw/java.csv" | sed 's/^/    /' || true
     else

@@ -129,56 +129,58 @@ def draw_chart(rows, path, title):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
 
     data = [r for r in rows if r["op"] in OP_ORDER]
     if not data:
         print("# bench_report: no BatchNorm rows, no chart", file=sys.stderr)
         return
     ops = [op for op in OP_ORDER if any(r["op"] == op for r in data)]
-    threads = sorted({r["threads"] for r in data})
-    shapes = list(OrderedDict.fromkeys(r["shape"] for r in data))
+    # one group of bars per (shape, threads), in the rows' order (shape first)
+    groups = list(OrderedDict.fromkeys((r["shape"], r["threads"]) for r in data))
+    groups.sort(key=lambda g: ([r["shape"] for r in data].index(g[0]), g[1]))
     impls = [i for i in IMPL_ORDER if any(r["impl"] == i for r in data)]
     impls += sorted({r["impl"] for r in data} - set(impls))
     copy_gbps = {r["threads"]: r["gbps"] for r in rows if r["impl"] == "stream-copy" and r["gbps"]}
-    times = {(r["op"], r["threads"], r["shape"], r["impl"]): r["median_ns"] for r in data}
-    colors = plt.get_cmap("tab10")
+    times = {(r["op"], r["shape"], r["threads"], r["impl"]): r["median_ns"] for r in data}
+    colors = {impl: plt.get_cmap("tab10")(k % 10) for k, impl in enumerate(impls)}
 
-    fig, axes = plt.subplots(len(ops), len(threads), squeeze=False, sharey=True,
-                             figsize=(max(7.0, 1.2 * len(shapes) * len(threads) + 3), 3.6 * len(ops)))
     width = 0.8 / len(impls)
     plotted = [ns / 1e3 for ns in times.values()]
+    fig, axes = plt.subplots(len(ops), 1, squeeze=False, sharey=True,
+                             figsize=(max(8.0, 0.9 + 0.11 * len(groups) * (len(impls) + 1)),
+                                      3.3 * len(ops) + 0.8))
     for row_index, op in enumerate(ops):
-        for col_index, t in enumerate(threads):
-            ax = axes[row_index][col_index]
-            for k, impl in enumerate(impls):
-                xs, heights = [], []
-                for s, shape in enumerate(shapes):
-                    ns = times.get((op, t, shape, impl))
-                    if ns:
-                        xs.append(s - 0.4 + width * (k + 0.5))
-                        heights.append(ns / 1e3)
-                ax.bar(xs, heights, width, color=colors(k % 10),
-                       label=impl if row_index == 0 and col_index == 0 else None)
-            if t in copy_gbps:
-                # the time a kernel needs at the copy bandwidth for this op's minimal traffic
-                for s, shape in enumerate(shapes):
-                    bound_us = BYTES_PER_ELEMENT[op] * elements(shape) / copy_gbps[t] / 1e3
-                    plotted.append(bound_us)
-                    ax.hlines(bound_us, s - 0.45, s + 0.45, colors="black", linestyles="dashed",
-                              linewidth=1, label="copy-bandwidth bound"
-                              if row_index == 0 and col_index == 0 and s == 0 else None)
-            ax.set_yscale("log")
-            ax.set_title(f"{op}, {t} thread{'s' if t > 1 else ''}", fontsize=10)
-            ax.set_xticks(range(len(shapes)))
-            ax.set_xticklabels(shapes, rotation=20, fontsize=8)
-            ax.grid(axis="y", which="major", alpha=0.3)
-            if col_index == 0:
-                ax.set_ylabel("median time per call (us, log)")
+        ax = axes[row_index][0]
+        for g, (shape, threads) in enumerate(groups):
+            present = [(impl, times[(op, shape, threads, impl)]) for impl in impls
+                       if (op, shape, threads, impl) in times]
+            left = g - width * len(present) / 2
+            for k, (impl, ns) in enumerate(present):
+                ax.bar(left + width * (k + 0.5), ns / 1e3, width, color=colors[impl])
+            if threads in copy_gbps:
+                # the time this op's minimal traffic takes at the copy bandwidth
+                bound_us = BYTES_PER_ELEMENT[op] * elements(shape) / copy_gbps[threads] / 1e3
+                plotted.append(bound_us)
+                ax.hlines(bound_us, g - 0.45, g + 0.45, colors="black", linestyles="dashed",
+                          linewidth=1)
+        ax.set_yscale("log")
+        ax.set_title(op, fontsize=10)
+        ax.set_xticks(range(len(groups)))
+        ax.set_xticklabels([f"{shape}\n{threads} thread{'s' if threads > 1 else ''}"
+                            for shape, threads in groups], fontsize=8)
+        ax.set_xlim(-0.5, len(groups) - 0.5)
+        ax.grid(axis="y", which="major", alpha=0.3)
+        ax.set_ylabel("median time per call (us)")
     axes[0][0].set_ylim(min(plotted) / 2, max(plotted) * 2)
-    fig.legend(loc="upper center", ncol=min(len(impls) + 1, 5), fontsize=8,
-               bbox_to_anchor=(0.5, 1.0))
-    fig.suptitle(title, y=0.005, va="bottom", fontsize=8)
-    fig.tight_layout(rect=(0, 0.03, 1, 1 - 0.35 / fig.get_figheight()))
+    handles = [Patch(color=colors[impl], label=impl) for impl in impls]
+    handles.append(Line2D([], [], color="black", linestyle="dashed", linewidth=1,
+                          label="minimal traffic at stream-copy bandwidth"))
+    fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 5), fontsize=8,
+               bbox_to_anchor=(0.5, 1.0), frameon=False)
+    fig.text(0.5, 0.005, title, ha="center", va="bottom", fontsize=8)
+    fig.tight_layout(rect=(0, 0.02, 1, 1 - 0.55 / fig.get_figheight()))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
