@@ -30,6 +30,9 @@ import org.openjdk.jmh.runner.options.VerboseMode;
  * CSV row {@code shape,layout,op,impl,threads,median_ns} per case, like the suite's other peers.
  * median_ns is the median over all measurement iterations (of all forks) of JMH's average time
  * per call in that iteration. JMH's own log goes to stderr; lines starting with '#' are comments.
+ * With --gc, the B/op lines are JMH's gc.alloc.rate.norm: all bytes the fork allocated during
+ * measurement divided by the calls, so JMH's own per-iteration garbage shows up as a few hundred
+ * B/op on shapes that take milliseconds per call; the tiny shapes show what a call allocates.
  */
 public final class BenchMain {
 
@@ -38,7 +41,8 @@ public final class BenchMain {
               --shapes 32x64x56x56,1x8x4x4     shapes (NxCxHxW), default: the six of the suite
               --ops forward_train,forward_eval,backward
               --impls panama-batchnorm,panama-batchnorm-array,java-scalar,java-vector
-              --threads 1,2                    native threads, or Java threads for pure Java
+              --threads 1,2                    native threads, or Java threads for java-vector
+                                               (java-scalar always runs at 1)
               --warmup-iterations 3 --warmup-ms 1000 --iterations 5 --iteration-ms 1000
               --forks 1
               --gc                             add JMH's GC profiler, print B/op per case

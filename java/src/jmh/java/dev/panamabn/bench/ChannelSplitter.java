@@ -9,6 +9,9 @@ import java.util.concurrent.Future;
  * Runs work over channels on a fixed number of platform threads: the calling thread plus
  * {@code threads - 1} pool workers, each taking one contiguous block of channels. This is how
  * the pure-Java implementations use more than one core (channels are independent in NCHW).
+ * Tensors below {@link #SERIAL_BELOW} elements run on the calling thread alone: handing work to
+ * another thread costs microseconds, more than such a tensor takes (the native library has the
+ * same rule).
  */
 final class ChannelSplitter implements AutoCloseable {
 
@@ -16,6 +19,8 @@ final class ChannelSplitter implements AutoCloseable {
     interface RangeTask {
         void run(int c0, int c1);
     }
+
+    static final long SERIAL_BELOW = 1 << 16;
 
     private final int threads;
     private final ExecutorService pool;
@@ -38,9 +43,12 @@ final class ChannelSplitter implements AutoCloseable {
         return threads;
     }
 
-    /** Splits [0, channels) into {@code threads} blocks, runs them in parallel, waits for all. */
-    void run(int channels, RangeTask task) {
-        if (pool == null) {
+    /**
+     * Splits [0, channels) into {@code threads} blocks, runs them in parallel and waits for all;
+     * {@code elements} is the tensor's size, which decides whether splitting pays.
+     */
+    void run(int channels, long elements, RangeTask task) {
+        if (pool == null || elements < SERIAL_BELOW) {
             task.run(0, channels);
             return;
         }

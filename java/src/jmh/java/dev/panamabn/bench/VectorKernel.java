@@ -16,17 +16,17 @@ final class VectorKernel implements Kernel {
 
     @Override
     public Runnable prepare(Op op) {
-        Runnable forwardTrain = () -> splitter.run(t.c, (c0, c1) ->
+        Runnable forwardTrain = () -> splitter.run(t.c, t.x.length, (c0, c1) ->
                 VectorBatchNorm.forwardTrain(t.y, t.saveMean, t.saveInvstd, t.runningMean,
                         t.runningVar, t.x, t.weight, t.bias, t.n, t.c, t.s, TestData.EPS,
                         TestData.MOMENTUM, c0, c1));
         forwardTrain.run();
         return switch (op) {
             case FORWARD_TRAIN -> forwardTrain;
-            case FORWARD_EVAL -> () -> splitter.run(t.c, (c0, c1) ->
+            case FORWARD_EVAL -> () -> splitter.run(t.c, t.x.length, (c0, c1) ->
                     VectorBatchNorm.forwardEval(t.y, t.x, t.weight, t.bias, t.runningMean,
                             t.runningVar, t.n, t.c, t.s, TestData.EPS, c0, c1));
-            case BACKWARD -> () -> splitter.run(t.c, (c0, c1) ->
+            case BACKWARD -> () -> splitter.run(t.c, t.x.length, (c0, c1) ->
                     VectorBatchNorm.backwardTrain(t.dx, t.dweight, t.dbias, t.dy, t.x, t.weight,
                             t.saveMean, t.saveInvstd, t.n, t.c, t.s, scratch[c0], c0, c1));
         };
