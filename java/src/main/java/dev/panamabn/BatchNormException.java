@@ -1,0 +1,24 @@
+package dev.panamabn;
+
+/**
+ * The native library refused a call. The Java API checks every argument before it calls native
+ * code, so this signals a disagreement between the two layers (a bug), not bad input: bad input
+ * is reported as {@link IllegalArgumentException}, {@link IllegalStateException} or
+ * {@link NullPointerException} before anything runs.
+ */
+public final class BatchNormException extends RuntimeException {
+
+    private static final long serialVersionUID = 1L;
+
+    private final int status;
+
+    BatchNormException(String function, int status, String statusMessage) {
+        super(function + " returned status " + status + ": " + statusMessage);
+        this.status = status;
+    }
+
+    /** The {@code BN_ERR_*} code from {@code batchnorm.h}. */
+    public int status() {
+        return status;
+    }
+}

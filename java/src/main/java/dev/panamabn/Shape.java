@@ -1,0 +1,120 @@
+package dev.panamabn;
+
+import java.util.Arrays;
+import java.util.Objects;
+
+/**
+ * The shape of a contiguous float32 tensor {@code (N, C, spatial...)} in PyTorch's layout (NCHW):
+ * rank 2 {@code (N, C)} and 3 {@code (N, C, L)} for BatchNorm1d, rank 4 {@code (N, C, H, W)} for
+ * BatchNorm2d, rank 5 {@code (N, C, D, H, W)} for BatchNorm3d. The module views it as
+ * {@code (N, C, S)} with S the product of the spatial dimensions.
+ *
+ * <p>Every dimension is {@code >= 0} except C, which is {@code >= 1}. An empty tensor (N = 0, or a
+ * spatial dimension 0) is a valid shape, as in PyTorch. The byte size {@code 4 * N * C * S} must fit
+ * in a {@code long}.
+ *
+ * <p>Immutable: the dimensions are copied in and out.
+ *
+ * @param dims the dimensions, outermost first
+ */
+public record Shape(long[] dims) {
+
+    /**
+     * Checks and copies the dimensions.
+     *
+     * @throws IllegalArgumentException for a rank outside 2..5, a negative dimension, C = 0, or a
+     *                                  size that overflows
+     */
+    public Shape {
+        Objects.requireNonNull(dims, "dims");
+        dims = dims.clone();
+        if (dims.length < 2 || dims.length > 5) {
+            throw new IllegalArgumentException("shape must have rank 2 to 5 (N, C, spatial...), got rank "
+                    + dims.length + ": " + Arrays.toString(dims));
+        }
+        for (int i = 0; i < dims.length; i++) {
+            if (dims[i] < 0) {
+                throw new IllegalArgumentException("dimension " + i + " must be >= 0, got " + dims[i]
+                        + " in " + Arrays.toString(dims));
+            }
+        }
+        if (dims[1] < 1) {
+            throw new IllegalArgumentException("the channel count (dimension 1) must be >= 1, got " + dims[1]
+                    + " in " + Arrays.toString(dims));
+        }
+        try {
+            long spatial = 1;
+            for (int i = 2; i < dims.length; i++) {
+                spatial = Math.multiplyExact(spatial, dims[i]);
+            }
+            Math.multiplyExact(Math.multiplyExact(Math.multiplyExact(dims[0], dims[1]), spatial), (long) Float.BYTES);
+        } catch (ArithmeticException e) {
+            throw new IllegalArgumentException("the size of " + Arrays.toString(dims)
+                    + " overflows a long (4 * N * C * S bytes must be < 2^63)");
+        }
+    }
+
+    /** A shape from its dimensions, outermost first: {@code Shape.of(32, 64, 56, 56)}. */
+    public static Shape of(long... dims) {
+        return new Shape(dims);
+    }
+
+    /** A copy of the dimensions. */
+    @Override
+    public long[] dims() {
+        return dims.clone();
+    }
+
+    public int rank() {
+        return dims.length;
+    }
+
+    public long dim(int index) {
+        return dims[index];
+    }
+
+    /** N, dimension 0. */
+    public long batch() {
+        return dims[0];
+    }
+
+    /** C, dimension 1. */
+    public long channels() {
+        return dims[1];
+    }
+
+    /** S, the product of the spatial dimensions (1 for rank 2). */
+    public long spatial() {
+        long s = 1;
+        for (int i = 2; i < dims.length; i++) {
+            s *= dims[i];
+        }
+        return s;
+    }
+
+    /** N * C * S. */
+    public long elementCount() {
+        return dims[0] * dims[1] * spatial();
+    }
+
+    /** M = N * S, the number of values that belong to each channel. */
+    public long valuesPerChannel() {
+        return dims[0] * spatial();
+    }
+
+    @Override
+    public boolean equals(Object o) {
+        return o instanceof Shape other && Arrays.equals(dims, other.dims);
+    }
+
+    @Override
+    public int hashCode() {
+        return Arrays.hashCode(dims);
+    }
+
+    /** Like PyTorch's sizes: {@code [1, 3, 1, 1]}. */
+    @Override
+    public String toString() {
+        return Arrays.toString(dims);
+    }
+}

@@ -1,0 +1,17 @@
+/**
+ * BatchNorm for float32 tensors in native code, with PyTorch's semantics.
+ *
+ * <ul>
+ *   <li>{@link dev.panamabn.BatchNorm}: the module (state in native memory, forward, backward).</li>
+ *   <li>{@link dev.panamabn.BatchNormOptions}, {@link dev.panamabn.Shape}: its configuration and
+ *       the tensors' shapes.</li>
+ *   <li>{@link dev.panamabn.Parallelism}: the native thread count.</li>
+ *   <li>{@link dev.panamabn.BatchNormException}: a native status that validation did not catch.</li>
+ * </ul>
+ *
+ * The native library is loaded on first use from the system property
+ * {@code panamabn.library.path}, else from the jar ({@code /native/linux-x86_64/libbatchnorm.so}),
+ * else from {@code java.library.path}. Run with {@code --enable-native-access=ALL-UNNAMED} (the
+ * jar's manifest says so for {@code java -jar}).
+ */
+package dev.panamabn;

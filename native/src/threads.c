@@ -1,0 +1,38 @@
+#include <omp.h>
+#include <stdatomic.h>
+
+#include "batchnorm.h"
+#include "bn_internal.h"
+
+/*
+ * Below this many elements a call runs on the calling thread alone and never enters an OpenMP
+ * region: starting a team costs more than the whole kernel.
+ */
+#define BN_PARALLEL_MIN_ELEMENTS 65536
+
+/*
+ * One setting for the whole library, read by every calling thread (omp_set_num_threads would be
+ * per calling thread). 0 means "not chosen yet": the processor count.
+ */
+static atomic_int bn_num_threads;
+
+int32_t bn_set_num_threads(int32_t num_threads) {
+    if (num_threads < 1)
+        return BN_ERR_BAD_THREADS;
+    atomic_store_explicit(&bn_num_threads, num_threads, memory_order_relaxed);
+    return BN_OK;
+}
+
+int32_t bn_get_num_threads(void) {
+    int t = atomic_load_explicit(&bn_num_threads, memory_order_relaxed);
+    if (t > 0)
+        return t;
+    t = omp_get_num_procs();
+    return t > 0 ? t : 1;
+}
+
+int bn_threads_for(int64_t elements) {
+    if (elements < BN_PARALLEL_MIN_ELEMENTS)
+        return 1;
+    return bn_get_num_threads();
+}

@@ -1,0 +1,112 @@
+/*
+ * Results must be bit-identical for thread counts 1..4: the reduction tree is a function of the
+ * shape alone. Shapes where the split matters: one huge channel, fewer channels than threads,
+ * many small channels, rows that cross statistics blocks.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "batchnorm.h"
+#include "test_util.h"
+
+typedef struct {
+    int64_t n, c, s;
+} shape;
+
+/* Everything the four entry points write for one input. */
+typedef struct {
+    float *y, *ye, *dx, *dxe, *rm, *rv, *dw, *db, *dwe, *dbe;
+    double *sm, *si;
+} outputs;
+
+static void run_all(outputs *o, const float *x, const float *dy, const float *w, const float *b,
+                    shape sh) {
+    int64_t c = sh.c;
+    for (int64_t ch = 0; ch < c; ch++) {
+        o->rm[ch] = 0.5f;
+        o->rv[ch] = 2.0f;
+    }
+    int32_t st = bn_forward_train_f32(o->y, o->sm, o->si, o->rm, o->rv, x, w, b, sh.n, c, sh.s,
+                                      BN_LAYOUT_NCS, 1e-5, 0.1);
+    st |= bn_forward_eval_f32(o->ye, x, w, b, o->rm, o->rv, sh.n, c, sh.s, BN_LAYOUT_NCS, 1e-5);
+    st |= bn_backward_train_f32(o->dx, o->dw, o->db, dy, x, w, o->sm, o->si, sh.n, c, sh.s,
+                                BN_LAYOUT_NCS);
+    st |= bn_backward_eval_f32(o->dxe, o->dwe, o->dbe, dy, x, w, o->rm, o->rv, sh.n, c, sh.s,
+                               BN_LAYOUT_NCS, 1e-5);
+    CHECK(st == BN_OK, "status %d", st);
+}
+
+static void alloc(outputs *o, int64_t total, int64_t c) {
+    size_t t = (size_t)total * sizeof(float), cf = (size_t)c * sizeof(float);
+    o->y = malloc(t), o->ye = malloc(t), o->dx = malloc(t), o->dxe = malloc(t);
+    o->rm = malloc(cf), o->rv = malloc(cf), o->dw = malloc(cf), o->db = malloc(cf);
+    o->dwe = malloc(cf), o->dbe = malloc(cf);
+    o->sm = malloc((size_t)c * sizeof(double)), o->si = malloc((size_t)c * sizeof(double));
+}
+
+static void release(outputs *o) {
+    free(o->y), free(o->ye), free(o->dx), free(o->dxe), free(o->rm), free(o->rv), free(o->dw);
+    free(o->db), free(o->dwe), free(o->dbe), free(o->sm), free(o->si);
+}
+
+#define SAME(field, bytes) \
+    CHECK(!memcmp(a->field, b->field, (bytes)), "%s differs with %d threads, shape %lldx%lldx%lld", \
+          #field, threads, (long long)sh.n, (long long)sh.c, (long long)sh.s)
+
+static void compare(const outputs *a, const outputs *b, int64_t total, int64_t c, int threads,
+                    shape sh) {
+    size_t t = (size_t)total * sizeof(float), cf = (size_t)c * sizeof(float);
+    SAME(y, t);
+    SAME(ye, t);
+    SAME(dx, t);
+    SAME(dxe, t);
+    SAME(rm, cf);
+    SAME(rv, cf);
+    SAME(dw, cf);
+    SAME(db, cf);
+    SAME(dwe, cf);
+    SAME(dbe, cf);
+    SAME(sm, (size_t)c * sizeof(double));
+    SAME(si, (size_t)c * sizeof(double));
+}
+
+int main(void) {
+    static const shape shapes[] = {
+        {1, 1, 1000003},  /* one huge channel */
+        {2, 1, 150001},
+        {3, 3, 40000},    /* fewer channels than threads */
+        {5, 2, 33333},
+        {1000, 300, 1},   /* many small channels */
+        {64, 33, 49},     /* short rows: blocks cross rows */
+        {8, 5, 12345},
+        {7, 4, 4096 * 3 + 1},
+    };
+    rng r = {7};
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+        shape sh = shapes[k];
+        int64_t total = sh.n * sh.c * sh.s, c = sh.c;
+        float *x = malloc((size_t)total * sizeof(float)), *dy = malloc((size_t)total * sizeof(float));
+        float *w = malloc((size_t)c * sizeof(float)), *b = malloc((size_t)c * sizeof(float));
+        for (int64_t i = 0; i < total; i++) {
+            x[i] = (float)(12345.678 + 0.37 * rng_normal(&r) + (double)((i / sh.s) % c));
+            dy[i] = (float)(rng_normal(&r) + 0.1);
+        }
+        for (int64_t ch = 0; ch < c; ch++) {
+            w[ch] = (float)(0.5 + rng_uniform(&r));
+            b[ch] = (float)(rng_uniform(&r) - 0.5);
+        }
+        outputs ref, o;
+        alloc(&ref, total, c);
+        alloc(&o, total, c);
+        bn_set_num_threads(1);
+        run_all(&ref, x, dy, w, b, sh);
+        for (int threads = 2; threads <= 4; threads++) {
+            bn_set_num_threads(threads);
+            run_all(&o, x, dy, w, b, sh);
+            compare(&ref, &o, total, c, threads, sh);
+        }
+        release(&ref), release(&o);
+        free(x), free(dy), free(w), free(b);
+    }
+    return finish("test_determinism");
+}

@@ -1,0 +1,333 @@
+/*
+ * Every entry point against a long-double reference on random shapes, every combination of
+ * optional pointers, factors, eps values, large-mean data and in-place use.
+ *
+ * Tolerances. A correctly rounded float result is within U_F32*|r| of the exact value r. The
+ * kernel computes each output from float inputs with a handful of double operations and one
+ * rounding to float, so its error is bounded by U_F32 times the output's scale (the sum of the
+ * magnitudes of the terms that make it up) plus double-rounding noise; we allow 4*U_F32*scale
+ * (two ulps). Double statistics are checked far below float precision (1e-13 relative to the
+ * magnitudes summed), since backward and the float outputs build on them.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "batchnorm.h"
+#include "test_util.h"
+
+typedef struct {
+    int64_t n, c, s;
+} shape;
+
+static rng g_rng = {20240611u};
+static double g_worst; /* largest err/tol seen: how much margin the tolerances leave */
+
+static int near(double got, long double want, long double tol) {
+    if (isfinite((double)want) && tol > 0) {
+        double r = (double)(fabsl((long double)got - want) / tol);
+        if (r > g_worst)
+            g_worst = r;
+    }
+    return close_to(got, (double)want, (double)tol);
+}
+
+static float *floats(int64_t count) {
+    return malloc((size_t)(count > 0 ? count : 1) * sizeof(float));
+}
+
+/* Data kinds: 0 moderate, 1 large means (1e4..1e6, "ugly" values) with spread 0.01..1,
+ * 2 small integers with some constant channels. */
+static void fill_x(float *x, shape sh, int kind) {
+    for (int64_t ch = 0; ch < sh.c; ch++) {
+        double mean, sd;
+        if (kind == 0) {
+            mean = 6.0 * rng_uniform(&g_rng) - 3.0;
+            sd = 0.1 + 3.0 * rng_uniform(&g_rng);
+        } else if (kind == 1) {
+            mean = pow(10.0, 4.0 + 2.0 * rng_uniform(&g_rng)) * (rng_uniform(&g_rng) < 0.5 ? -1 : 1);
+            sd = pow(10.0, -2.0 + 2.0 * rng_uniform(&g_rng));
+        } else {
+            mean = (double)rng_int(&g_rng, -5, 5);
+            sd = ch % 3 == 1 ? 0.0 : 1.0;
+        }
+        for (int64_t i = 0; i < sh.n; i++)
+            for (int64_t j = 0; j < sh.s; j++) {
+                double v = kind == 2 ? mean + sd * (double)rng_int(&g_rng, -3, 3)
+                                     : mean + sd * rng_normal(&g_rng);
+                x[(i * sh.c + ch) * sh.s + j] = (float)v;
+            }
+    }
+}
+
+static void fill(float *p, int64_t count, double lo, double hi) {
+    for (int64_t i = 0; i < count; i++)
+        p[i] = (float)(lo + (hi - lo) * rng_uniform(&g_rng));
+}
+
+static float at(const float *x, shape sh, int64_t ch, int64_t k) {
+    return x[((k / sh.s) * sh.c + ch) * sh.s + k % sh.s];
+}
+
+// x is (N,C,S); two-pass mean and biased variance of channel ch in long double
+static void ref_stats(const float *x, shape sh, int64_t ch, long double *mean, long double *var) {
+    int64_t m = sh.n * sh.s;
+    long double sum = 0;
+    for (int64_t k = 0; k < m; k++)
+        sum += at(x, sh, ch, k);
+    *mean = sum / m;
+    long double sq = 0;
+    for (int64_t k = 0; k < m; k++) {
+        long double d = at(x, sh, ch, k) - *mean;
+        sq += d * d;
+    }
+    *var = sq / m;
+}
+
+static void test_forward_train(shape sh, int kind, unsigned mask, double eps, double factor,
+                               int inplace) {
+    int64_t total = sh.n * sh.c * sh.s, m = sh.n * sh.s, c = sh.c;
+    float *x = floats(total), *y = inplace ? x : floats(total), *x0 = floats(total);
+    float *w = floats(c), *b = floats(c), *rm = floats(c), *rv = floats(c);
+    float *rm0 = floats(c), *rv0 = floats(c);
+    double *sm = malloc((size_t)c * sizeof(double)), *si = malloc((size_t)c * sizeof(double));
+    fill_x(x, sh, kind);
+    memcpy(x0, x, (size_t)total * sizeof(float));
+    fill(w, c, -2.0, 2.0);
+    fill(b, c, -1.0, 1.0);
+    fill(rm, c, -1.0, 1.0);
+    fill(rv, c, 0.5, 2.0);
+    memcpy(rm0, rm, (size_t)c * sizeof(float));
+    memcpy(rv0, rv, (size_t)c * sizeof(float));
+    int has_w = mask & 1, has_b = mask & 2, has_r = mask & 4, has_sm = mask & 8, has_si = mask & 16;
+
+    int32_t st = bn_forward_train_f32(y, has_sm ? sm : NULL, has_si ? si : NULL,
+                                      has_r ? rm : NULL, has_r ? rv : NULL, x,
+                                      has_w ? w : NULL, has_b ? b : NULL, sh.n, sh.c, sh.s,
+                                      BN_LAYOUT_NCS, eps, factor);
+    CHECK(st == BN_OK, "forward_train status %d", st);
+    for (int64_t ch = 0; ch < c; ch++) {
+        long double mean, var;
+        ref_stats(x0, sh, ch, &mean, &var);
+        long double invstd = 1.0L / sqrtl(var + eps), sd = sqrtl(var);
+        long double wc = has_w ? w[ch] : 1.0L, bc = has_b ? b[ch] : 0.0L;
+        if (has_sm)
+            CHECK(near(sm[ch], mean, 1e-13L * (fabsl(mean) + sd)),
+                  "save_mean ch %lld: %.17g vs %.17Lg", (long long)ch, sm[ch], mean);
+        if (has_si)
+            CHECK(near(si[ch], invstd, 1e-12L * invstd + 1e-13L * fabsl(mean) * invstd * invstd),
+                  "save_invstd ch %lld: %.17g vs %.17Lg", (long long)ch, si[ch], invstd);
+        if (has_r) {
+            long double f = factor;
+            long double a = (1 - f) * rm0[ch], bb = f * mean;
+            CHECK(near(rm[ch], a + bb, 2 * U_F32 * fabsl(a + bb) + 1e-13L * (fabsl(a) + fabsl(bb))),
+                  "running_mean ch %lld: %.9g vs %.17Lg", (long long)ch, rm[ch], a + bb);
+            long double av = (1 - f) * rv0[ch], bv = f * var * m / (m - 1);
+            CHECK(near(rv[ch], av + bv, 2 * U_F32 * (av + bv) + 1e-12L * bv),
+                  "running_var ch %lld: %.9g vs %.17Lg", (long long)ch, rv[ch], av + bv);
+        }
+        for (int64_t k = 0; k < m; k++) {
+            int64_t idx = ((k / sh.s) * c + ch) * sh.s + k % sh.s;
+            long double xh = (x0[idx] - mean) * invstd;
+            long double want = xh * wc + bc;
+            long double tol = 4 * U_F32 * (fabsl(xh * wc) + fabsl(bc)) +
+                              1e-13L * fabsl(wc * invstd) * (fabsl(mean) + sd);
+            if (!near(y[idx], want, tol)) {
+                CHECK(0, "y[%lld] (ch %lld) shape %lldx%lldx%lld kind %d: %.9g vs %.12Lg", (long long)idx,
+                      (long long)ch, (long long)sh.n, (long long)sh.c, (long long)sh.s, kind,
+                      y[idx], want);
+                break;
+            }
+        }
+    }
+    g_checks++;
+    if (!has_r)
+        CHECK(!memcmp(rm, rm0, (size_t)c * 4) && !memcmp(rv, rv0, (size_t)c * 4), "untouched");
+    free(x);
+    if (!inplace)
+        free(y);
+    free(x0), free(w), free(b), free(rm), free(rv), free(rm0), free(rv0), free(sm), free(si);
+}
+
+static void test_forward_eval(shape sh, int kind, unsigned mask, double eps, int inplace) {
+    int64_t total = sh.n * sh.c * sh.s, m = sh.n * sh.s, c = sh.c;
+    float *x = floats(total), *y = inplace ? x : floats(total), *x0 = floats(total);
+    float *w = floats(c), *b = floats(c), *rm = floats(c), *rv = floats(c);
+    fill_x(x, sh, kind);
+    memcpy(x0, x, (size_t)total * sizeof(float));
+    fill(w, c, -2.0, 2.0);
+    fill(b, c, -1.0, 1.0);
+    for (int64_t ch = 0; ch < c; ch++) { /* running stats near the batch's, as after training */
+        long double mean, var;
+        ref_stats(x0, sh, ch, &mean, &var);
+        rm[ch] = (float)(mean + sqrtl(var) * 0.3L * (long double)rng_normal(&g_rng));
+        rv[ch] = (float)(var * (0.5L + (long double)rng_uniform(&g_rng)) + 1e-3L);
+    }
+    int has_w = mask & 1, has_b = mask & 2;
+    int32_t st = bn_forward_eval_f32(y, x, has_w ? w : NULL, has_b ? b : NULL, rm, rv, sh.n, sh.c,
+                                     sh.s, BN_LAYOUT_NCS, eps);
+    CHECK(st == BN_OK, "forward_eval status %d", st);
+    for (int64_t ch = 0; ch < c; ch++) {
+        long double invstd = 1.0L / sqrtl((long double)rv[ch] + eps);
+        long double wc = has_w ? w[ch] : 1.0L, bc = has_b ? b[ch] : 0.0L;
+        for (int64_t k = 0; k < m; k++) {
+            int64_t idx = ((k / sh.s) * c + ch) * sh.s + k % sh.s;
+            long double xh = ((long double)x0[idx] - rm[ch]) * invstd;
+            long double want = xh * wc + bc;
+            if (!near(y[idx], want, 4 * U_F32 * (fabsl(xh * wc) + fabsl(bc)))) {
+                CHECK(0, "eval y[%lld]: %.9g vs %.12Lg", (long long)idx, y[idx], want);
+                break;
+            }
+        }
+    }
+    g_checks++;
+    free(x);
+    if (!inplace)
+        free(y);
+    free(x0), free(w), free(b), free(rm), free(rv);
+}
+
+static void test_backward_train(shape sh, int kind, unsigned mask, int inplace) {
+    int64_t total = sh.n * sh.c * sh.s, m = sh.n * sh.s, c = sh.c;
+    float *x = floats(total), *dy = floats(total), *dy0 = floats(total);
+    float *dx = inplace ? dy : floats(total);
+    float *w = floats(c), *dw = floats(c), *db = floats(c);
+    double *sm = malloc((size_t)c * sizeof(double)), *si = malloc((size_t)c * sizeof(double));
+    fill_x(x, sh, kind);
+    for (int64_t i = 0; i < total; i++)
+        dy[i] = (float)(rng_normal(&g_rng) + 0.3);
+    memcpy(dy0, dy, (size_t)total * sizeof(float));
+    fill(w, c, -2.0, 2.0);
+    for (int64_t ch = 0; ch < c; ch++) {
+        long double mean, var;
+        ref_stats(x, sh, ch, &mean, &var);
+        sm[ch] = (double)mean;
+        si[ch] = (double)(1.0L / sqrtl(var + 1e-5L));
+    }
+    int has_dx = mask & 1, has_dw = mask & 2, has_db = mask & 4, has_w = mask & 8;
+    int32_t st = bn_backward_train_f32(has_dx ? dx : NULL, has_dw ? dw : NULL, has_db ? db : NULL,
+                                       dy, x, has_w ? w : NULL, sm, si, sh.n, sh.c, sh.s,
+                                       BN_LAYOUT_NCS);
+    CHECK(st == BN_OK, "backward_train status %d", st);
+    for (int64_t ch = 0; ch < c; ch++) {
+        long double mean = sm[ch], invstd = si[ch], wc = has_w ? w[ch] : 1.0L;
+        long double sdy = 0, sdyx = 0, ady = 0, adyx = 0;
+        for (int64_t k = 0; k < m; k++) {
+            int64_t idx = ((k / sh.s) * c + ch) * sh.s + k % sh.s;
+            long double d = (long double)x[idx] - mean;
+            sdy += dy0[idx];
+            sdyx += dy0[idx] * d;
+            ady += fabsl((long double)dy0[idx]);
+            adyx += fabsl(dy0[idx] * d);
+        }
+        if (has_db)
+            CHECK(near(db[ch], sdy, 2 * U_F32 * fabsl(sdy) + 1e-13L * ady), "dbias ch %lld: %.9g vs %.12Lg",
+                  (long long)ch, db[ch], sdy);
+        if (has_dw)
+            CHECK(near(dw[ch], sdyx * invstd, 2 * U_F32 * fabsl(sdyx * invstd) + 1e-13L * adyx * invstd),
+                  "dweight ch %lld: %.9g vs %.12Lg", (long long)ch, dw[ch], sdyx * invstd);
+        if (!has_dx)
+            continue;
+        long double gm = sdy / m, k2 = sdyx * invstd * invstd / m, a = wc * invstd;
+        for (int64_t k = 0; k < m; k++) {
+            int64_t idx = ((k / sh.s) * c + ch) * sh.s + k % sh.s;
+            long double d = (long double)x[idx] - mean;
+            long double want = (dy0[idx] - gm - d * k2) * a;
+            long double tol = 4 * U_F32 * fabsl(a) * (fabsl((long double)dy0[idx]) + fabsl(gm) + fabsl(d * k2));
+            if (!near(dx[idx], want, tol)) {
+                CHECK(0, "dx[%lld]: %.9g vs %.12Lg", (long long)idx, dx[idx], want);
+                break;
+            }
+        }
+    }
+    g_checks++;
+    free(x), free(dy), free(dy0), free(w), free(dw), free(db), free(sm), free(si);
+    if (!inplace)
+        free(dx);
+}
+
+static void test_backward_eval(shape sh, int kind, unsigned mask, double eps, int inplace) {
+    int64_t total = sh.n * sh.c * sh.s, m = sh.n * sh.s, c = sh.c;
+    float *x = floats(total), *dy = floats(total), *dy0 = floats(total);
+    float *dx = inplace ? dy : floats(total);
+    float *w = floats(c), *dw = floats(c), *db = floats(c), *rm = floats(c), *rv = floats(c);
+    fill_x(x, sh, kind);
+    for (int64_t i = 0; i < total; i++)
+        dy[i] = (float)(rng_normal(&g_rng) - 0.2);
+    memcpy(dy0, dy, (size_t)total * sizeof(float));
+    fill(w, c, -2.0, 2.0);
+    for (int64_t ch = 0; ch < c; ch++) {
+        long double mean, var;
+        ref_stats(x, sh, ch, &mean, &var);
+        rm[ch] = (float)(mean + sqrtl(var) * 0.2L);
+        rv[ch] = (float)(var * 1.3L + 1e-4L);
+    }
+    int has_dx = mask & 1, has_dw = mask & 2, has_db = mask & 4, has_w = mask & 8, has_x = mask & 16;
+    int32_t st = bn_backward_eval_f32(has_dx ? dx : NULL, has_dw ? dw : NULL, has_db ? db : NULL,
+                                      dy, (has_x || has_dw) ? x : NULL, has_w ? w : NULL, rm, rv,
+                                      sh.n, sh.c, sh.s, BN_LAYOUT_NCS, eps);
+    CHECK(st == BN_OK, "backward_eval status %d", st);
+    for (int64_t ch = 0; ch < c; ch++) {
+        long double invstd = 1.0L / sqrtl((long double)rv[ch] + eps), wc = has_w ? w[ch] : 1.0L;
+        long double sdy = 0, sdyx = 0, ady = 0, adyx = 0;
+        for (int64_t k = 0; k < m; k++) {
+            int64_t idx = ((k / sh.s) * c + ch) * sh.s + k % sh.s;
+            long double d = (long double)x[idx] - rm[ch];
+            sdy += dy0[idx];
+            sdyx += dy0[idx] * d;
+            ady += fabsl((long double)dy0[idx]);
+            adyx += fabsl(dy0[idx] * d);
+            if (has_dx) {
+                long double want = dy0[idx] * wc * invstd;
+                if (!near(dx[idx], want, 4 * U_F32 * fabsl(want))) {
+                    CHECK(0, "eval dx[%lld]: %.9g vs %.12Lg", (long long)idx, dx[idx], want);
+                    has_dx = 0;
+                }
+            }
+        }
+        if (has_db)
+            CHECK(near(db[ch], sdy, 2 * U_F32 * fabsl(sdy) + 1e-13L * ady), "eval dbias ch %lld",
+                  (long long)ch);
+        if (has_dw)
+            CHECK(near(dw[ch], sdyx * invstd, 2 * U_F32 * fabsl(sdyx * invstd) + 1e-13L * adyx * invstd),
+                  "eval dweight ch %lld: %.9g vs %.12Lg", (long long)ch, dw[ch], sdyx * invstd);
+    }
+    g_checks++;
+    free(x), free(dy), free(dy0), free(w), free(dw), free(db), free(rm), free(rv);
+    if (!inplace)
+        free(dx);
+}
+
+static void run_shape(shape sh) {
+    static const double factors[] = {0.1, 0.0, 1.0, 0.37, 1.0 / 3.0};
+    static const double epss[] = {1e-5, 1e-3, 0.5, 0.0};
+    for (int kind = 0; kind < 3; kind++) {
+        unsigned masks[] = {31u, 0u, (unsigned)rng_int(&g_rng, 0, 31), (unsigned)rng_int(&g_rng, 0, 31)};
+        for (int v = 0; v < 4; v++) {
+            double eps = epss[rng_int(&g_rng, 0, kind == 2 ? 2 : 3)]; /* eps 0 only without constant channels */
+            double factor = factors[rng_int(&g_rng, 0, 4)];
+            int inplace = v == 3;
+            if (sh.n * sh.s > 1)
+                test_forward_train(sh, kind, masks[v], eps, factor, inplace);
+            test_forward_eval(sh, kind, masks[v] & 3u, eps, inplace);
+            test_backward_train(sh, kind, masks[v] & 15u, inplace);
+            test_backward_eval(sh, kind, masks[v], eps, inplace);
+        }
+    }
+}
+
+int main(void) {
+    bn_set_num_threads(2);
+    static const shape fixed[] = {
+        {2, 1, 1},     {1, 1, 2},     {1, 3, 17},    {5, 7, 1},     {64, 3, 1},
+        {3, 4, 143},   {2, 3, 5000},  {17, 5, 300},  {1, 2, 10007}, {4, 3, 30000},
+        {300, 40, 9},  {1, 1, 70001}, {33, 2, 4097}, {2, 8, 49},    {16, 10, 1},
+    };
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+        run_shape(fixed[i]);
+    for (int i = 0; i < 40; i++) {
+        shape sh = {rng_int(&g_rng, 1, 9), rng_int(&g_rng, 1, 9), rng_int(&g_rng, 1, 2000)};
+        run_shape(sh);
+    }
+    printf("worst err/tol ratio: %.3g\n", g_worst);
+    return finish("test_reference");
+}
