@@ -124,7 +124,8 @@ fi
 # --- native_bench: the C kernel and the plain C baseline -----------------------------------
 if [[ $built -eq 1 ]]; then
     native_build=$root/target/native
-    if cmake --build "$native_build" --target help 2>/dev/null | grep -q 'native_bench'; then
+    targets=$(cmake --build "$native_build" --target help 2>/dev/null || true)
+    if [[ $targets == *native_bench* ]]; then
         progress "native: building native_bench"
         if cmake --build "$native_build" --target native_bench >"$work/native-build.log" 2>&1; then
             native_bin=$(find "$native_build" -type f -name native_bench -perm -u+x | head -n 1)
