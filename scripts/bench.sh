@@ -91,6 +91,11 @@ echo "# machine: $(lscpu | sed -n 's/^Model name: *//p' | head -n 1), $(nproc) c
      "$(free -g | awk '/^Mem:/ {print $2}') GiB RAM, $(uname -sr)"
 echo "# command: $command_line"
 echo "# shapes: ${shapes[*]}; threads: $threads (stream: 1,2)"
+read -r load _ </proc/loadavg
+if awk -v l="$load" -v n="$(nproc)" 'BEGIN { exit !(l > n / 2) }'; then
+    echo "# warning: load average $load on $(nproc) cores: other work competes for the cores," \
+         "so times will be noisy (OpenMP teams suffer most); compare ratios or rerun when idle"
+fi
 
 # --- stream --------------------------------------------------------------------------------
 if command -v gcc >/dev/null; then

@@ -176,11 +176,13 @@ def draw_chart(rows, path, title):
     axes[0][0].set_ylim(min(plotted) / 2, max(plotted) * 2)
     handles = [Patch(color=colors[impl], label=impl) for impl in impls]
     handles.append(Line2D([], [], color="black", linestyle="dashed", linewidth=1,
-                          label="minimal traffic at stream-copy bandwidth"))
-    fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 5), fontsize=8,
+                          label="copy-bandwidth bound"))
+    columns = 4
+    legend_rows = -(-len(handles) // columns)
+    fig.legend(handles=handles, loc="upper center", ncol=columns, fontsize=8,
                bbox_to_anchor=(0.5, 1.0), frameon=False)
     fig.text(0.5, 0.005, title, ha="center", va="bottom", fontsize=8)
-    fig.tight_layout(rect=(0, 0.02, 1, 1 - 0.55 / fig.get_figheight()))
+    fig.tight_layout(rect=(0, 0.02, 1, 1 - (0.1 + 0.2 * legend_rows) / fig.get_figheight()))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
