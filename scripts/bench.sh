@@ -22,6 +22,7 @@
 #               java-scalar, java-vector; run through Maven, which finds JDK 25 by itself
 #   pytorch     bench/pytorch_bench.py under Debian's python3 with python3-torch
 #   onednn      bench/onednn_bench.c against Debian's libdnnl-dev
+# BENCH_PYTHON names the python with torch (default /usr/bin/python3, Debian's).
 # Medians everywhere: the median over rounds (JMH: measurement iterations) of the mean time per
 # call. gbps counts each op's minimal traffic (see scripts/bench_report.py).
 set -euo pipefail
@@ -164,10 +165,12 @@ if [[ $built -eq 1 ]]; then
 fi
 
 # --- pytorch --------------------------------------------------------------------------------
-if [[ -x /usr/bin/python3 ]] && /usr/bin/python3 -c 'import torch' 2>/dev/null; then
-    run_peer pytorch /usr/bin/python3 "$root/bench/pytorch_bench.py" "${c_args[@]}" "${shapes[@]}"
+# Debian's python3 (a pyenv python3 without torch may come first on the PATH)
+torch_python=${BENCH_PYTHON:-/usr/bin/python3}
+if [[ -x $torch_python ]] && "$torch_python" -c 'import torch' 2>/dev/null; then
+    run_peer pytorch "$torch_python" "$root/bench/pytorch_bench.py" "${c_args[@]}" "${shapes[@]}"
 else
-    skip pytorch "Debian's python3 has no torch (apt-get install python3-torch)"
+    skip pytorch "$torch_python cannot import torch (apt-get install python3-torch, or set BENCH_PYTHON)"
 fi
 
 # --- onednn ---------------------------------------------------------------------------------
