@@ -5,6 +5,7 @@
 #include "bn_internal.h"
 
 typedef struct {
+    const bn_kernels *k;
     float *dx, *dweight, *dbias;
     const float *dy, *x, *weight;
     const double *save_mean, *save_invstd;
@@ -12,34 +13,50 @@ typedef struct {
     bn_rows v;
 } train_args;
 
-// dy, x are (N,C,S); sum dy and sum dy*(x-mean) of one channel, block by block in block order
-static bn_grad_sums channel_grad_sums(const float *dy, const float *x, bn_rows v, int64_t m,
-                                      double mean) {
-    bn_grad_sums acc = {0.0, 0.0};
-    for (int64_t b = 0; b < m; b += BN_BLOCK) {
-        int64_t len = m - b < BN_BLOCK ? m - b : BN_BLOCK;
-        bn_grad_sums g = bn_block_grad_sums(dy, x, v, b, len, mean);
-        acc.dy += g.dy;
-        acc.dyx += g.dyx;
-    }
-    return acc;
+static bn_partial train_reduce(const void *p, int64_t ch, int64_t start, int64_t len) {
+    const train_args *a = p;
+    int64_t off = ch * a->s;
+    bn_partial r;
+    r.g = a->k->grad_sums(a->dy + off, a->x + off, a->v, start, len, a->save_mean[ch],
+                          a->save_invstd[ch]);
+    return r;
 }
 
-// dx, dy, x are (N,C,S); the reductions, then dx, of channel ch
-static void train_channel(const train_args *a, int64_t ch) {
+static void train_reduce_group(const void *p, int64_t ch, int64_t g, int64_t start, int64_t len,
+                               bn_partial *out) {
+    const train_args *a = p;
     int64_t off = ch * a->s;
-    double mean = a->save_mean[ch], invstd = a->save_invstd[ch];
-    bn_grad_sums g = channel_grad_sums(a->dy + off, a->x + off, a->v, a->m, mean);
+    bn_grad_sums sums[BN_GROUP_MAX];
+    a->k->grad_sums_group(a->dy + off, a->x + off, a->v, g, start, len, a->save_mean + ch,
+                          a->save_invstd + ch, sums);
+    for (int64_t j = 0; j < g; j++)
+        out[j].g = sums[j];
+}
+
+static bn_coeffs train_finalize(const void *p, int64_t ch, bn_partial total) {
+    const train_args *a = p;
+    double invstd = a->save_invstd[ch], mm = (double)a->m;
     if (a->dbias)
-        a->dbias[ch] = (float)g.dy;
+        a->dbias[ch] = (float)total.g.dy;
     if (a->dweight)
-        a->dweight[ch] = (float)(g.dyx * invstd);
-    if (a->dx) {
-        double w = a->weight ? (double)a->weight[ch] : 1.0;
-        double mm = (double)a->m;
-        bn_block_train_dx(a->dx + off, a->dy + off, a->x + off, a->v, 0, a->m, mean, w * invstd,
-                          g.dy / mm, g.dyx * invstd * invstd / mm);
-    }
+        a->dweight[ch] = (float)total.g.dyx;
+    bn_coeffs co = {a->save_mean[ch], (a->weight ? (double)a->weight[ch] : 1.0) * invstd,
+                    total.g.dy / mm, total.g.dyx * invstd / mm};
+    return co;
+}
+
+static void train_apply(const void *p, int64_t ch, int64_t start, int64_t len, bn_coeffs co) {
+    const train_args *a = p;
+    int64_t off = ch * a->s;
+    a->k->train_dx(a->dx + off, a->dy + off, a->x + off, a->v, start, len, co.mean, co.a, co.b,
+                   co.k);
+}
+
+static void train_apply_group(const void *p, int64_t ch, int64_t g, int64_t start, int64_t len,
+                              const bn_coeffs *co) {
+    const train_args *a = p;
+    int64_t off = ch * a->s;
+    a->k->train_dx_group(a->dx + off, a->dy + off, a->x + off, a->v, g, start, len, co);
 }
 
 static void zero_channels(float *p, int64_t c) {
@@ -65,47 +82,57 @@ int32_t bn_backward_train_f32(float *dx, float *dweight, float *dbias,
     }
     if (dx == NULL && dweight == NULL && dbias == NULL)
         return BN_OK;
-    train_args a = {dx, dweight, dbias, dy, x, weight, save_mean, save_invstd, s, m, {s, c * s}};
-    int threads = bn_threads_for(m * c);
-    if (threads == 1) {
-        for (int64_t ch = 0; ch < c; ch++)
-            train_channel(&a, ch);
-    } else {
-#pragma omp parallel for num_threads(threads) schedule(static)
-        for (int64_t ch = 0; ch < c; ch++)
-            train_channel(&a, ch);
-    }
+    train_args a = {bn_kernels_select(), dx, dweight, dbias, dy, x, weight, save_mean,
+                    save_invstd, s, m, bn_make_rows(n, c, s)};
+    bn_op op = {&a, train_reduce, bn_merge_sums, train_finalize, dx ? train_apply : NULL,
+                train_reduce_group, dx ? train_apply_group : NULL};
+    bn_run(&op, c, s, m, bn_threads_for(m * c));
     return BN_OK;
 }
 
 typedef struct {
+    const bn_kernels *k;
     float *dx, *dweight, *dbias;
     const float *dy, *x, *weight, *running_mean, *running_var;
-    int64_t s, m;
+    int64_t s;
     bn_rows v;
     double eps;
 } eval_args;
 
-// dx, dy, x are (N,C,S); the running statistics are constants
-static void eval_channel(const eval_args *a, int64_t ch) {
+static double eval_invstd(const eval_args *a, int64_t ch) {
+    return 1.0 / sqrt((double)a->running_var[ch] + a->eps);
+}
+
+static double eval_scale(const eval_args *a, int64_t ch) {
+    return (a->weight ? (double)a->weight[ch] : 1.0) * eval_invstd(a, ch);
+}
+
+/* One pass: dx = dy*a and the sums the parameter gradients need. */
+static bn_partial eval_reduce(const void *p, int64_t ch, int64_t start, int64_t len) {
+    const eval_args *a = p;
     int64_t off = ch * a->s;
-    double invstd = 1.0 / sqrt((double)a->running_var[ch] + a->eps);
-    if (a->dweight) {
-        bn_grad_sums g = channel_grad_sums(a->dy + off, a->x + off, a->v, a->m,
-                                           (double)a->running_mean[ch]);
-        a->dweight[ch] = (float)(g.dyx * invstd);
-        if (a->dbias)
-            a->dbias[ch] = (float)g.dy;
-    } else if (a->dbias) {
-        double sum = 0.0;
-        for (int64_t b = 0; b < a->m; b += BN_BLOCK)
-            sum += bn_block_sum(a->dy + off, a->v, b, a->m - b < BN_BLOCK ? a->m - b : BN_BLOCK);
-        a->dbias[ch] = (float)sum;
-    }
-    if (a->dx) {
-        double w = a->weight ? (double)a->weight[ch] : 1.0;
-        bn_block_scale(a->dx + off, a->dy + off, a->v, 0, a->m, w * invstd);
-    }
+    bn_partial r;
+    r.g = a->k->eval_backward(a->dx ? a->dx + off : NULL, a->dy + off,
+                              a->dweight ? a->x + off : NULL, a->v, start, len,
+                              (double)a->running_mean[ch], eval_invstd(a, ch), eval_scale(a, ch));
+    return r;
+}
+
+static bn_coeffs eval_finalize(const void *p, int64_t ch, bn_partial total) {
+    const eval_args *a = p;
+    if (a->dbias)
+        a->dbias[ch] = (float)total.g.dy;
+    if (a->dweight)
+        a->dweight[ch] = (float)total.g.dyx;
+    bn_coeffs co = {0.0, eval_scale(a, ch), 0.0, 0.0};
+    return co;
+}
+
+/* dx alone: no sums. */
+static void eval_apply(const void *p, int64_t ch, int64_t start, int64_t len, bn_coeffs co) {
+    const eval_args *a = p;
+    int64_t off = ch * a->s;
+    a->k->eval_backward(a->dx + off, a->dy + off, NULL, a->v, start, len, 0.0, 0.0, co.a);
 }
 
 int32_t bn_backward_eval_f32(float *dx, float *dweight, float *dbias,
@@ -129,16 +156,11 @@ int32_t bn_backward_eval_f32(float *dx, float *dweight, float *dbias,
     }
     if (dx == NULL && dweight == NULL && dbias == NULL)
         return BN_OK;
-    eval_args a = {dx, dweight, dbias, dy, x, weight, running_mean, running_var,
-                   s, m, {s, c * s}, eps};
-    int threads = bn_threads_for(m * c);
-    if (threads == 1) {
-        for (int64_t ch = 0; ch < c; ch++)
-            eval_channel(&a, ch);
-    } else {
-#pragma omp parallel for num_threads(threads) schedule(static)
-        for (int64_t ch = 0; ch < c; ch++)
-            eval_channel(&a, ch);
-    }
+    eval_args a = {bn_kernels_select(), dx, dweight, dbias, dy, x, weight, running_mean,
+                   running_var, s, bn_make_rows(n, c, s), eps};
+    int sums = dweight != NULL || dbias != NULL;
+    bn_op op = {&a, sums ? eval_reduce : NULL, bn_merge_sums, eval_finalize,
+                sums ? NULL : eval_apply, NULL, NULL};
+    bn_run(&op, c, s, m, bn_threads_for(m * c));
     return BN_OK;
 }

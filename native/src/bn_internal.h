@@ -20,13 +20,20 @@
 #define BN_HIDDEN
 #endif
 
-/* Values per statistics block: small enough that a block re-read within a kernel comes from L1. */
+/* Values per reduction block: small enough that a block read twice in a row stays in L1. */
 #define BN_BLOCK 4096
 
-/* A channel's data: row r starts at base + r*stride; each row holds s values. */
+/* At most this many consecutive channels go through a group kernel together. */
+#define BN_GROUP_MAX 16
+
+/* A channel's data: row r starts at base + r*stride and holds s values; m = n*s values in all.
+ * stream asks the kernels to write outputs with non-temporal stores (large tensors that will not
+ * be read back soon). */
 typedef struct {
     int64_t s;
     int64_t stride;
+    int64_t m;
+    int stream;
 } bn_rows;
 
 /*
@@ -40,11 +47,17 @@ typedef struct {
     double m2;
 } bn_moments;
 
-/* Sums a training backward needs: sum dy and sum dy*(x - mean). */
+/* Sums a backward needs: sum dy and sum dy*xhat, xhat = (x - mean)*invstd. */
 typedef struct {
     double dy;
     double dyx;
 } bn_grad_sums;
+
+/* The row holding flat index i of a channel with rows of s values (no division for row 0: tiny
+ * tensors call the kernels once per channel and would spend their time dividing). */
+static inline int64_t bn_row_of(int64_t i, int64_t s) {
+    return i < s ? 0 : i / s;
+}
 
 /* ---- validation (validate.c) ---- */
 
@@ -58,33 +71,89 @@ BN_HIDDEN int32_t bn_check_factor(double factor);
 /* Threads to use for a call over `elements` values: 1 below the parallel threshold. */
 BN_HIDDEN int bn_threads_for(int64_t elements);
 
-/* ---- block kernels (kernels.c); start and len are flat indices within one channel ---- */
+/* Per-channel constants of an elementwise pass: mean, and the pass's own a, b, k. */
+typedef struct bn_coeffs {
+    double mean, a, b, k;
+} bn_coeffs;
 
-/* Sum of x[start, start+len). */
-BN_HIDDEN double bn_block_sum(const float *x, bn_rows v, int64_t start, int64_t len);
+/* ---- block kernels; start and len are flat indices within one channel (kernels_*.c) ---- */
 
-/* Moments of x[start, start+len) about shift: two passes (shifted sum, squared deviations). */
-BN_HIDDEN bn_moments bn_block_moments(const float *x, bn_rows v, int64_t start, int64_t len,
-                                      double shift);
+typedef struct {
+    /* Moments of x[start, start+len) about shift: two passes over the block. */
+    bn_moments (*moments)(const float *x, bn_rows v, int64_t start, int64_t len, double shift);
+    /* y = (x - mean)*alpha + beta. y may equal x. */
+    void (*normalize)(float *y, const float *x, bn_rows v, int64_t start, int64_t len,
+                      double mean, double alpha, double beta);
+    /* sum dy and sum dy*xhat, xhat = (x - mean)*invstd. */
+    bn_grad_sums (*grad_sums)(const float *dy, const float *x, bn_rows v, int64_t start,
+                              int64_t len, double mean, double invstd);
+    /* dx = ((dy - gmean) - (x - mean)*k)*a. dx may equal dy. */
+    void (*train_dx)(float *dx, const float *dy, const float *x, bn_rows v, int64_t start,
+                     int64_t len, double mean, double a, double gmean, double k);
+    /* dx = dy*a (when dx != NULL) and the sums dy, dy*(x - mean)*invstd (the latter only when
+     * x != NULL), in one pass. dx may equal dy. */
+    bn_grad_sums (*eval_backward)(float *dx, const float *dy, const float *x, bn_rows v,
+                                  int64_t start, int64_t len, double mean, double invstd,
+                                  double a);
+    /*
+     * Group kernels: the same work for g <= BN_GROUP_MAX consecutive channels (channel j's base
+     * is the given base + j*s), done row by row so that memory is read in order when rows are
+     * short. Each channel's result is bit-identical to the single-channel kernel's.
+     */
+    void (*moments_group)(const float *x, bn_rows v, int64_t g, int64_t start, int64_t len,
+                          const double *shift, bn_moments *out);
+    void (*normalize_group)(float *y, const float *x, bn_rows v, int64_t g, int64_t start,
+                            int64_t len, const struct bn_coeffs *co);
+    void (*grad_sums_group)(const float *dy, const float *x, bn_rows v, int64_t g, int64_t start,
+                            int64_t len, const double *mean, const double *invstd,
+                            bn_grad_sums *out);
+    void (*train_dx_group)(float *dx, const float *dy, const float *x, bn_rows v, int64_t g,
+                           int64_t start, int64_t len, const struct bn_coeffs *co);
+} bn_kernels;
 
-/* Chan's merge of b into a (a, b in that order). */
-BN_HIDDEN bn_moments bn_merge_moments(bn_moments a, bn_moments b);
+BN_HIDDEN extern const bn_kernels bn_kernels_generic;
+BN_HIDDEN extern const bn_kernels bn_kernels_avx2;
 
-/* y = (x - mean)*alpha + beta over [start, start+len). y may equal x. */
-BN_HIDDEN void bn_block_normalize(float *y, const float *x, bn_rows v, int64_t start, int64_t len,
-                                  double mean, double alpha, double beta);
+/* The kernels for this CPU (AVX2+FMA when present; BN_ISA=generic in the environment forces the
+ * portable ones, for tests). */
+BN_HIDDEN const bn_kernels *bn_kernels_select(void);
 
-/* sum dy and sum dy*(x - mean) over [start, start+len). */
-BN_HIDDEN bn_grad_sums bn_block_grad_sums(const float *dy, const float *x, bn_rows v,
-                                          int64_t start, int64_t len, double mean);
+/* ---- the parallel driver (driver.c) ---- */
 
-/* dx = ((dy - gmean) - (x - mean)*k)*a over [start, start+len). dx may equal dy. */
-BN_HIDDEN void bn_block_train_dx(float *dx, const float *dy, const float *x, bn_rows v,
-                                 int64_t start, int64_t len, double mean, double a, double gmean,
-                                 double k);
+/* Per-channel partial result of the reduction pass: moments or gradient sums. */
+typedef union {
+    bn_moments mo;
+    bn_grad_sums g;
+} bn_partial;
 
-/* dx = dy*a over [start, start+len). dx may equal dy. */
-BN_HIDDEN void bn_block_scale(float *dx, const float *dy, bn_rows v, int64_t start, int64_t len,
-                              double a);
+
+/*
+ * One operation as three steps per channel: reduce each block (optional), finalize the channel
+ * from the merged partial (writes the per-channel outputs, returns the elementwise constants),
+ * apply the elementwise pass to each block (optional).
+ */
+typedef struct {
+    const void *args;
+    bn_partial (*reduce)(const void *args, int64_t ch, int64_t start, int64_t len);
+    bn_partial (*merge)(bn_partial a, bn_partial b);
+    bn_coeffs (*finalize)(const void *args, int64_t ch, bn_partial total);
+    void (*apply)(const void *args, int64_t ch, int64_t start, int64_t len, bn_coeffs co);
+    /* Optional: reduce and apply for g consecutive channels from ch at once, with the same
+     * per-channel results; used when rows are short. */
+    void (*reduce_group)(const void *args, int64_t ch, int64_t g, int64_t start, int64_t len,
+                         bn_partial *out);
+    void (*apply_group)(const void *args, int64_t ch, int64_t g, int64_t start, int64_t len,
+                        const bn_coeffs *co);
+} bn_op;
+
+/* Runs op over c channels of m values each (rows of s) on `threads` threads (1: the calling
+ * thread only). */
+BN_HIDDEN void bn_run(const bn_op *op, int64_t c, int64_t s, int64_t m, int threads);
+
+/* The row view of an (N,C,S) tensor, with the streaming-store decision. */
+BN_HIDDEN bn_rows bn_make_rows(int64_t n, int64_t c, int64_t s);
+
+BN_HIDDEN bn_partial bn_merge_moments(bn_partial a, bn_partial b);
+BN_HIDDEN bn_partial bn_merge_sums(bn_partial a, bn_partial b);
 
 #endif /* BN_INTERNAL_H */

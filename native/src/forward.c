@@ -5,37 +5,46 @@
 #include "bn_internal.h"
 
 typedef struct {
+    const bn_kernels *k;
     float *y;
     double *save_mean, *save_invstd;
     float *running_mean, *running_var;
     const float *x, *weight, *bias;
-    int64_t n, s, m;
+    int64_t s, m;
     bn_rows v;
     double eps, factor;
 } train_args;
 
-/* The shift for a channel's moments: its first value, or 0 when that is not finite. */
-static double channel_shift(const float *x) {
-    return isfinite(x[0]) ? (double)x[0] : 0.0;
-}
-
-// x is (N,C,S); the moments of one channel about shift, block by block in block order
-static bn_moments channel_moments(const float *x, bn_rows v, int64_t m, double shift) {
-    bn_moments acc = {0.0, 0.0, 0.0};
-    for (int64_t b = 0; b < m; b += BN_BLOCK) {
-        int64_t len = m - b < BN_BLOCK ? m - b : BN_BLOCK;
-        acc = bn_merge_moments(acc, bn_block_moments(x, v, b, len, shift));
-    }
-    return acc;
-}
-
-// x, y are (N,C,S); statistics, running update and normalisation of channel ch
-static void train_channel(const train_args *a, int64_t ch) {
+static bn_partial train_reduce(const void *p, int64_t ch, int64_t start, int64_t len) {
+    const train_args *a = p;
     const float *x = a->x + ch * a->s;
-    double shift = channel_shift(x);
-    bn_moments mo = channel_moments(x, a->v, a->m, shift);
-    double mean = shift + mo.sum / (double)a->m;
-    double var = mo.m2 / (double)a->m;
+    /* The shift: the channel's first value, or 0 when that is not finite. */
+    double shift = isfinite(x[0]) ? (double)x[0] : 0.0;
+    bn_partial r;
+    r.mo = a->k->moments(x, a->v, start, len, shift);
+    return r;
+}
+
+static void train_reduce_group(const void *p, int64_t ch, int64_t g, int64_t start, int64_t len,
+                               bn_partial *out) {
+    const train_args *a = p;
+    const float *x = a->x + ch * a->s;
+    double shift[BN_GROUP_MAX] = {0.0};
+    bn_moments mo[BN_GROUP_MAX];
+    for (int64_t j = 0; j < g; j++)
+        shift[j] = isfinite(x[j * a->s]) ? (double)x[j * a->s] : 0.0;
+    a->k->moments_group(x, a->v, g, start, len, shift, mo);
+    for (int64_t j = 0; j < g; j++)
+        out[j].mo = mo[j];
+}
+
+// statistics and running update of channel ch
+static bn_coeffs train_finalize(const void *p, int64_t ch, bn_partial total) {
+    const train_args *a = p;
+    const float *x = a->x + ch * a->s;
+    double shift = isfinite(x[0]) ? (double)x[0] : 0.0;
+    double mean = shift + total.mo.sum / (double)a->m;
+    double var = total.mo.m2 / (double)a->m;
     double invstd = 1.0 / sqrt(var + a->eps);
     if (a->save_mean)
         a->save_mean[ch] = mean;
@@ -43,13 +52,30 @@ static void train_channel(const train_args *a, int64_t ch) {
         a->save_invstd[ch] = invstd;
     if (a->running_mean) {
         double f = a->factor;
-        double unbiased = mo.m2 / (double)(a->m - 1);
+        double unbiased = total.mo.m2 / (double)(a->m - 1);
         a->running_mean[ch] = (float)((1.0 - f) * (double)a->running_mean[ch] + f * mean);
         a->running_var[ch] = (float)((1.0 - f) * (double)a->running_var[ch] + f * unbiased);
     }
-    double w = a->weight ? (double)a->weight[ch] : 1.0;
-    double b = a->bias ? (double)a->bias[ch] : 0.0;
-    bn_block_normalize(a->y + ch * a->s, x, a->v, 0, a->m, mean, invstd * w, b);
+    bn_coeffs co = {mean, invstd * (a->weight ? (double)a->weight[ch] : 1.0),
+                    a->bias ? (double)a->bias[ch] : 0.0, 0.0};
+    return co;
+}
+
+// x, y are (N,C,S)
+static void normalize_apply(const bn_kernels *k, float *y, const float *x, int64_t s, bn_rows v,
+                            int64_t ch, int64_t start, int64_t len, bn_coeffs co) {
+    k->normalize(y + ch * s, x + ch * s, v, start, len, co.mean, co.a, co.b);
+}
+
+static void train_apply(const void *p, int64_t ch, int64_t start, int64_t len, bn_coeffs co) {
+    const train_args *a = p;
+    normalize_apply(a->k, a->y, a->x, a->s, a->v, ch, start, len, co);
+}
+
+static void train_apply_group(const void *p, int64_t ch, int64_t g, int64_t start, int64_t len,
+                              const bn_coeffs *co) {
+    const train_args *a = p;
+    a->k->normalize_group(a->y + ch * a->s, a->x + ch * a->s, a->v, g, start, len, co);
 }
 
 int32_t bn_forward_train_f32(float *y, double *save_mean, double *save_invstd,
@@ -78,35 +104,42 @@ int32_t bn_forward_train_f32(float *y, double *save_mean, double *save_invstd,
         }
         return BN_OK;
     }
-    train_args a = {y, save_mean, save_invstd, running_mean, running_var, x, weight, bias,
-                    n, s, m, {s, c * s}, eps, factor};
-    int threads = bn_threads_for(m * c);
-    if (threads == 1) {
-        for (int64_t ch = 0; ch < c; ch++)
-            train_channel(&a, ch);
-    } else {
-#pragma omp parallel for num_threads(threads) schedule(static)
-        for (int64_t ch = 0; ch < c; ch++)
-            train_channel(&a, ch);
-    }
+    train_args a = {bn_kernels_select(), y, save_mean, save_invstd, running_mean, running_var,
+                    x, weight, bias, s, m, bn_make_rows(n, c, s), eps, factor};
+    bn_op op = {&a, train_reduce, bn_merge_moments, train_finalize, train_apply,
+                train_reduce_group, train_apply_group};
+    bn_run(&op, c, s, m, bn_threads_for(m * c));
     return BN_OK;
 }
 
 typedef struct {
+    const bn_kernels *k;
     float *y;
     const float *x, *weight, *bias, *running_mean, *running_var;
-    int64_t s, m;
+    int64_t s;
     bn_rows v;
     double eps;
 } eval_args;
 
-// x, y are (N,C,S); normalisation of channel ch with the running statistics
-static void eval_channel(const eval_args *a, int64_t ch) {
+static bn_coeffs eval_finalize(const void *p, int64_t ch, bn_partial total) {
+    const eval_args *a = p;
+    (void)total;
     double invstd = 1.0 / sqrt((double)a->running_var[ch] + a->eps);
-    double w = a->weight ? (double)a->weight[ch] : 1.0;
-    double b = a->bias ? (double)a->bias[ch] : 0.0;
-    bn_block_normalize(a->y + ch * a->s, a->x + ch * a->s, a->v, 0, a->m,
-                       (double)a->running_mean[ch], invstd * w, b);
+    bn_coeffs co = {(double)a->running_mean[ch],
+                    invstd * (a->weight ? (double)a->weight[ch] : 1.0),
+                    a->bias ? (double)a->bias[ch] : 0.0, 0.0};
+    return co;
+}
+
+static void eval_apply(const void *p, int64_t ch, int64_t start, int64_t len, bn_coeffs co) {
+    const eval_args *a = p;
+    normalize_apply(a->k, a->y, a->x, a->s, a->v, ch, start, len, co);
+}
+
+static void eval_apply_group(const void *p, int64_t ch, int64_t g, int64_t start, int64_t len,
+                             const bn_coeffs *co) {
+    const eval_args *a = p;
+    a->k->normalize_group(a->y + ch * a->s, a->x + ch * a->s, a->v, g, start, len, co);
 }
 
 int32_t bn_forward_eval_f32(float *y,
@@ -124,15 +157,10 @@ int32_t bn_forward_eval_f32(float *y,
     int64_t m = n * s;
     if (m == 0)
         return BN_OK;
-    eval_args a = {y, x, weight, bias, running_mean, running_var, s, m, {s, c * s}, eps};
-    int threads = bn_threads_for(m * c);
-    if (threads == 1) {
-        for (int64_t ch = 0; ch < c; ch++)
-            eval_channel(&a, ch);
-    } else {
-#pragma omp parallel for num_threads(threads) schedule(static)
-        for (int64_t ch = 0; ch < c; ch++)
-            eval_channel(&a, ch);
-    }
+    eval_args a = {bn_kernels_select(), y, x, weight, bias, running_mean, running_var, s,
+                   bn_make_rows(n, c, s), eps};
+    bn_op op = {&a, NULL, NULL, eval_finalize, eval_apply, NULL, eval_apply_group};
+    /* a lone elementwise pass needs twice the elements of a reduction to pay for a team */
+    bn_run(&op, c, s, m, bn_threads_for(m * c / 2));
     return BN_OK;
 }

@@ -28,7 +28,12 @@ int32_t bn_get_num_threads(void) {
     if (t > 0)
         return t;
     t = omp_get_num_procs();
-    return t > 0 ? t : 1;
+    t = t > 0 ? t : 1;
+    /* cache the default unless a setting arrived meanwhile */
+    int unset = 0;
+    atomic_compare_exchange_strong_explicit(&bn_num_threads, &unset, t, memory_order_relaxed,
+                                            memory_order_relaxed);
+    return atomic_load_explicit(&bn_num_threads, memory_order_relaxed);
 }
 
 int bn_threads_for(int64_t elements) {

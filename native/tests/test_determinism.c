@@ -1,7 +1,8 @@
 /*
  * Results must be bit-identical for thread counts 1..4: the reduction tree is a function of the
  * shape alone. Shapes where the split matters: one huge channel, fewer channels than threads,
- * many small channels, rows that cross statistics blocks.
+ * many small channels, rows that cross statistics blocks, short rows (walked as channel groups
+ * by one thread and as per-channel blocks by several).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +81,8 @@ int main(void) {
         {64, 33, 49},     /* short rows: blocks cross rows */
         {8, 5, 12345},
         {7, 4, 4096 * 3 + 1},
+        {4000, 5, 7},     /* short rows: channel groups on one thread, block split on more */
+        {2000, 7, 3},
     };
     rng r = {7};
     for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {

@@ -5,10 +5,14 @@
  * A folder without cases fails: an empty folder must not pass.
  *
  * Tolerances. The golden values are PyTorch's semantics evaluated in float64 on the float32
- * inputs. A float output r is accepted within 4*U_F32*scale (two ulps of the terms that make it
- * up). Our running buffers are float and the golden ones are not rounded the same way, so each
- * step may add up to one ulp of drift: after k steps they are compared within 2*(k+1)*U_F32, and
- * outputs computed from them (eval mode) get that drift times their sensitivity added.
+ * inputs. Float outputs are accepted within 8*U_F32 times their scale (the magnitudes of the
+ * terms that make them up): 4 ulps, the bound test_reference derives for the kernels. save_mean
+ * and the backward sums are double-accurate (1e-12 relative); save_invstd comes from float
+ * partial sums of squares, within 4*U_F32 relative, and that error reaches y, dx and dweight
+ * through xhat (included in their 8*U_F32). Our running buffers are float and the golden ones are
+ * not rounded the same way, so each step may add up to one ulp of drift: after k steps they are
+ * compared within 2*(k+1)*U_F32, and outputs computed from them (eval mode) get that drift times
+ * their sensitivity added.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -213,7 +217,7 @@ static void run_step(module *md, const step *st, double drift) {
             check_value("save_invstd", ch, invstd[ch], gi, drift * fabs(gi));
         } else {
             check_value("save_mean", ch, mean[ch], gm, 1e-12 * (fabs(gm) + 1.0 / gi));
-            check_value("save_invstd", ch, invstd[ch], gi, 1e-10 * fabs(gi));
+            check_value("save_invstd", ch, invstd[ch], gi, 4 * U_F32 * fabs(gi));
         }
         /* y, and the sums backward needs (for the scale of dx) */
         double sdy = 0, sdyx = 0, ady = 0, adyx = 0;
@@ -221,7 +225,7 @@ static void run_step(module *md, const step *st, double drift) {
         for (int64_t k = 0; k < m; k++) {
             int64_t i = ((k / md->s) * c + ch) * md->s + k % md->s;
             double xh = (st->x[i] - gm) * gi;
-            double tol = 4 * U_F32 * (fabs(xh * w) + fabs(b));
+            double tol = 8 * U_F32 * (fabs(xh * w) + fabs(b));
             if (eval_running)
                 tol += 2 * drift * fabs(w * gi) * (fabs(gm) + fabs(st->x[i] - gm));
             if (y_ok)
@@ -235,9 +239,9 @@ static void run_step(module *md, const step *st, double drift) {
             int64_t i = ((k / md->s) * c + ch) * md->s + k % md->s;
             double a = fabs(w * gi), tol;
             if (eval_running)
-                tol = (4 * U_F32 + drift) * a * fabs(st->dy[i]);
+                tol = (8 * U_F32 + drift) * a * fabs(st->dy[i]);
             else
-                tol = 4 * U_F32 * a *
+                tol = 8 * U_F32 * a *
                       (fabs(st->dy[i]) + fabs(sdy / (double)m) +
                        fabs((st->x[i] - gm) * gi * sdyx / (double)m));
             dx_ok = check_value("dx", i, dx[i], st->dx[i], tol);
@@ -245,6 +249,8 @@ static void run_step(module *md, const step *st, double drift) {
         if (md->affine) {
             check_value("dbias", ch, db[ch], st->dbias[ch], 2 * U_F32 * fabs(st->dbias[ch]) + 1e-12 * ady);
             double tol = 2 * U_F32 * fabs(st->dweight[ch]) + 1e-12 * adyx;
+            if (!eval_running)
+                tol += 4 * U_F32 * adyx; /* through our save_invstd */
             if (eval_running)
                 tol += drift * (fabs(st->dweight[ch]) + 2 * ady * fabs(gm) * gi);
             check_value("dweight", ch, dw[ch], st->dweight[ch], tol);
@@ -256,7 +262,8 @@ static void run_step(module *md, const step *st, double drift) {
             double scale_v = (1 - f) * fabs((double)rv_old[ch]) + f * fabs(var_u) * (double)m / (double)(m > 1 ? m - 1 : 1);
             double d = drift + 2 * U_F32;
             check_value("running_mean", ch, md->rm[ch], st->rm[ch], d * scale_m + 1e-30);
-            check_value("running_var", ch, md->rv[ch], st->rv[ch], d * scale_v + 1e-30);
+            double dv = d * scale_v + 8 * U_F32 * f * fabs(var_u) + 1e-30;
+            check_value("running_var", ch, md->rv[ch], st->rv[ch], dv);
         }
     }
     if (md->track)

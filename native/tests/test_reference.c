@@ -2,12 +2,17 @@
  * Every entry point against a long-double reference on random shapes, every combination of
  * optional pointers, factors, eps values, large-mean data and in-place use.
  *
- * Tolerances. A correctly rounded float result is within U_F32*|r| of the exact value r. The
- * kernel computes each output from float inputs with a handful of double operations and one
- * rounding to float, so its error is bounded by U_F32 times the output's scale (the sum of the
- * magnitudes of the terms that make it up) plus double-rounding noise; we allow 4*U_F32*scale
- * (two ulps). Double statistics are checked far below float precision (1e-13 relative to the
- * magnitudes summed), since backward and the float outputs build on them.
+ * Tolerances, in units of U_F32 (float's unit roundoff; k*U_F32 relative is k/2 ulps):
+ *  - y (and dx): the kernels subtract the double mean as a float pair and do the rest in float
+ *    lanes; each output takes at most ~4 roundings relative to the magnitudes of the terms that
+ *    make it up (its scale), plus the invstd error below. We allow 8*U_F32*scale: 4 ulps of the
+ *    output's scale.
+ *  - save_mean and the sums of backward (dbias, dweight) are accumulated in double: 1e-13 of the
+ *    magnitudes summed, far below float precision.
+ *  - save_invstd: the squared deviations are summed in float partials of at most 8 terms per
+ *    lane (all positive, so no cancellation) and folded into double: at most ~8 roundings
+ *    relative, i.e. 4*U_F32 on invstd.
+ *  - running buffers are float: 2*U_F32 of their value, plus the invstd error for running_var.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -114,7 +119,7 @@ static void test_forward_train(shape sh, int kind, unsigned mask, double eps, do
             CHECK(near(sm[ch], mean, 1e-13L * (fabsl(mean) + sd)),
                   "save_mean ch %lld: %.17g vs %.17Lg", (long long)ch, sm[ch], mean);
         if (has_si)
-            CHECK(near(si[ch], invstd, 1e-12L * invstd + 1e-13L * fabsl(mean) * invstd * invstd),
+            CHECK(near(si[ch], invstd, 4 * U_F32 * invstd + 1e-13L * fabsl(mean) * invstd * invstd),
                   "save_invstd ch %lld: %.17g vs %.17Lg", (long long)ch, si[ch], invstd);
         if (has_r) {
             long double f = factor;
@@ -122,14 +127,14 @@ static void test_forward_train(shape sh, int kind, unsigned mask, double eps, do
             CHECK(near(rm[ch], a + bb, 2 * U_F32 * fabsl(a + bb) + 1e-13L * (fabsl(a) + fabsl(bb))),
                   "running_mean ch %lld: %.9g vs %.17Lg", (long long)ch, rm[ch], a + bb);
             long double av = (1 - f) * rv0[ch], bv = f * var * m / (m - 1);
-            CHECK(near(rv[ch], av + bv, 2 * U_F32 * (av + bv) + 1e-12L * bv),
+            CHECK(near(rv[ch], av + bv, 2 * U_F32 * (av + bv) + 8 * U_F32 * bv),
                   "running_var ch %lld: %.9g vs %.17Lg", (long long)ch, rv[ch], av + bv);
         }
         for (int64_t k = 0; k < m; k++) {
             int64_t idx = ((k / sh.s) * c + ch) * sh.s + k % sh.s;
             long double xh = (x0[idx] - mean) * invstd;
             long double want = xh * wc + bc;
-            long double tol = 4 * U_F32 * (fabsl(xh * wc) + fabsl(bc)) +
+            long double tol = 8 * U_F32 * (fabsl(xh * wc) + fabsl(bc)) +
                               1e-13L * fabsl(wc * invstd) * (fabsl(mean) + sd);
             if (!near(y[idx], want, tol)) {
                 CHECK(0, "y[%lld] (ch %lld) shape %lldx%lldx%lld kind %d: %.9g vs %.12Lg", (long long)idx,
@@ -173,7 +178,7 @@ static void test_forward_eval(shape sh, int kind, unsigned mask, double eps, int
             int64_t idx = ((k / sh.s) * c + ch) * sh.s + k % sh.s;
             long double xh = ((long double)x0[idx] - rm[ch]) * invstd;
             long double want = xh * wc + bc;
-            if (!near(y[idx], want, 4 * U_F32 * (fabsl(xh * wc) + fabsl(bc)))) {
+            if (!near(y[idx], want, 8 * U_F32 * (fabsl(xh * wc) + fabsl(bc)))) {
                 CHECK(0, "eval y[%lld]: %.9g vs %.12Lg", (long long)idx, y[idx], want);
                 break;
             }
@@ -232,7 +237,7 @@ static void test_backward_train(shape sh, int kind, unsigned mask, int inplace) 
             int64_t idx = ((k / sh.s) * c + ch) * sh.s + k % sh.s;
             long double d = (long double)x[idx] - mean;
             long double want = (dy0[idx] - gm - d * k2) * a;
-            long double tol = 4 * U_F32 * fabsl(a) * (fabsl((long double)dy0[idx]) + fabsl(gm) + fabsl(d * k2));
+            long double tol = 8 * U_F32 * fabsl(a) * (fabsl((long double)dy0[idx]) + fabsl(gm) + fabsl(d * k2));
             if (!near(dx[idx], want, tol)) {
                 CHECK(0, "dx[%lld]: %.9g vs %.12Lg", (long long)idx, dx[idx], want);
                 break;
@@ -278,7 +283,7 @@ static void test_backward_eval(shape sh, int kind, unsigned mask, double eps, in
             adyx += fabsl(dy0[idx] * d);
             if (has_dx) {
                 long double want = dy0[idx] * wc * invstd;
-                if (!near(dx[idx], want, 4 * U_F32 * fabsl(want))) {
+                if (!near(dx[idx], want, 8 * U_F32 * fabsl(want))) {
                     CHECK(0, "eval dx[%lld]: %.9g vs %.12Lg", (long long)idx, dx[idx], want);
                     has_dx = 0;
                 }
@@ -303,6 +308,8 @@ static void run_shape(shape sh) {
     for (int kind = 0; kind < 3; kind++) {
         unsigned masks[] = {31u, 0u, (unsigned)rng_int(&g_rng, 0, 31), (unsigned)rng_int(&g_rng, 0, 31)};
         for (int v = 0; v < 4; v++) {
+            if (sh.n * sh.c * sh.s > 50000 && (v == 1 || v == 2))
+                continue; /* big shapes: all-present and in-place variants suffice */
             double eps = epss[rng_int(&g_rng, 0, kind == 2 ? 2 : 3)]; /* eps 0 only without constant channels */
             double factor = factors[rng_int(&g_rng, 0, 4)];
             int inplace = v == 3;
@@ -328,6 +335,14 @@ int main(void) {
         shape sh = {rng_int(&g_rng, 1, 9), rng_int(&g_rng, 1, 9), rng_int(&g_rng, 1, 2000)};
         run_shape(sh);
     }
+    /* Outputs past 16 MiB take the non-temporal store path; odd rows start at every alignment. */
+    shape big = {2, 3, 700001};
+    test_forward_train(big, 1, 31u, 1e-5, 0.1, 0);
+    test_forward_train(big, 0, 31u, 1e-3, 0.37, 1);
+    test_forward_eval(big, 1, 3u, 1e-5, 1);
+    test_backward_train(big, 1, 15u, 0);
+    test_backward_train(big, 0, 15u, 1);
+    test_backward_eval(big, 1, 31u, 1e-5, 0);
     printf("worst err/tol ratio: %.3g\n", g_worst);
     return finish("test_reference");
 }

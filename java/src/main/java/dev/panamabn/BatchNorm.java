@@ -237,6 +237,8 @@ public final class BatchNorm implements AutoCloseable {
                     checkOutput("y", ys, shape, bytes);
                     checkInPlace("y", ys, "x", xs, bytes);
                     checkNotModuleState("y", ys, bytes);
+                } else {
+                    checkArena("y", outArena);
                 }
             }
             if (batchStatistics && shape.valuesPerChannel() == 1) {
@@ -365,6 +367,7 @@ public final class BatchNorm implements AutoCloseable {
                     checkNoOverlap("dx", dxs, bytes, xs, "x (in-place backward writes dx into dy, not x)");
                     checkNotModuleState("dx", dxs, bytes);
                 } else {
+                    checkArena("dx", outArena);
                     dxs = outArena.allocate(bytes, Float.BYTES);
                 }
             }
@@ -401,40 +404,66 @@ public final class BatchNorm implements AutoCloseable {
 
     // ---- state ----
 
-    /** Gamma, {@code numFeatures} floats, module-owned. @throws IllegalStateException when not affine */
+    /**
+     * Gamma, {@code numFeatures} floats, module-owned.
+     *
+     * @throws IllegalStateException when not affine
+     */
     public MemorySegment weight() {
         return affineBuffer(weight, "weight");
     }
 
-    /** Beta, {@code numFeatures} floats, module-owned. @throws IllegalStateException when not affine */
+    /**
+     * Beta, {@code numFeatures} floats, module-owned.
+     *
+     * @throws IllegalStateException when not affine
+     */
     public MemorySegment bias() {
         return affineBuffer(bias, "bias");
     }
 
-    /** The accumulated gradient of gamma. @throws IllegalStateException when not affine */
+    /**
+     * The accumulated gradient of gamma.
+     *
+     * @throws IllegalStateException when not affine
+     */
     public MemorySegment weightGrad() {
         return affineBuffer(weightGrad, "weightGrad");
     }
 
-    /** The accumulated gradient of beta. @throws IllegalStateException when not affine */
+    /**
+     * The accumulated gradient of beta.
+     *
+     * @throws IllegalStateException when not affine
+     */
     public MemorySegment biasGrad() {
         return affineBuffer(biasGrad, "biasGrad");
     }
 
-    /** The running mean, {@code numFeatures} floats. @throws IllegalStateException without trackRunningStats */
+    /**
+     * The running mean, {@code numFeatures} floats.
+     *
+     * @throws IllegalStateException without trackRunningStats
+     */
     public MemorySegment runningMean() {
         return trackedBuffer(runningMean, "runningMean");
     }
 
     /**
      * The running variance (unbiased, as PyTorch stores it; ONNX, DL4J and oneDNN store the biased
-     * one). @throws IllegalStateException without trackRunningStats
+     * one).
+     *
+     * @throws IllegalStateException without trackRunningStats
      */
     public MemorySegment runningVar() {
         return trackedBuffer(runningVar, "runningVar");
     }
 
-    /** How many training batches have updated the running statistics. @throws IllegalStateException without trackRunningStats */
+    /**
+     * How many training batches have updated the running statistics.
+     *
+     * @throws IllegalStateException without trackRunningStats
+     */
     public long numBatchesTracked() {
         trackedBuffer(runningMean, "numBatchesTracked");
         readLock.lock();
@@ -633,6 +662,12 @@ public final class BatchNorm implements AutoCloseable {
         if (segment.byteSize() < bytes) {
             throw new IllegalArgumentException(name + " is too small: shape " + shape + " needs " + bytes
                     + " bytes, " + name + " has " + segment.byteSize());
+        }
+    }
+
+    private static void checkArena(String output, Arena arena) {
+        if (!arena.scope().isAlive()) {
+            throw new IllegalStateException("arena is closed: " + output + " cannot be allocated in it");
         }
     }
 

@@ -2,7 +2,9 @@ package dev.panamabn;
 
 import dev.panamabn.internal.BatchNormNative;
 
+import java.lang.foreign.FunctionDescriptor;
 import java.lang.foreign.Linker;
+import java.lang.foreign.MemorySegment;
 import java.lang.invoke.MethodHandle;
 
 /**
@@ -47,8 +49,7 @@ final class NativeCalls {
         }
 
         @SuppressWarnings("restricted") // the same native functions the generated bindings link
-        private static MethodHandle critical(java.lang.foreign.MemorySegment address,
-                                             java.lang.foreign.FunctionDescriptor descriptor) {
+        private static MethodHandle critical(MemorySegment address, FunctionDescriptor descriptor) {
             return Linker.nativeLinker().downcallHandle(address, descriptor, Linker.Option.critical(true));
         }
     }

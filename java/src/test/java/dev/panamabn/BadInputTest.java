@@ -164,7 +164,10 @@ class BadInputTest {
         rejected(IllegalStateException.class, "dx cannot be used", () -> bn.backward(dy, x, SHAPE, gone));
         Arena closedOut = Arena.ofConfined();
         closedOut.close();
-        rejected(IllegalStateException.class, "", () -> bn.forward(x, SHAPE, closedOut));
+        rejected(IllegalStateException.class, "arena is closed: y cannot be allocated in it",
+                () -> bn.forward(x, SHAPE, closedOut));
+        rejected(IllegalStateException.class, "arena is closed: dx cannot be allocated in it",
+                () -> bn.backward(dy, x, SHAPE, closedOut));
     }
 
     @Test

@@ -4,7 +4,6 @@ import dev.panamabn.reference.ReferenceBatchNorm;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
-import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.SplittableRandom;
@@ -67,7 +66,7 @@ class FiniteDifferenceTest {
         double[] r = Tensors.gaussian(random, COUNT, 1);
         ReferenceBatchNorm init = referenceModule(mode, random);
 
-        try (BatchNorm bn = BatchNorm.create(init.options()); Arena arena = Arena.ofConfined()) {
+        try (BatchNorm bn = BatchNorm.create(init.options())) {
             Tensors.write(bn.weight(), init.weight());
             Tensors.write(bn.bias(), init.bias());
             if (init.runningMean() != null) {

@@ -24,7 +24,8 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
  */
 class PyTorchCrossCheckTest {
 
-    private static final String PYTHON = "/usr/bin/python3";
+    /** Debian's python3, which has torch (a pyenv python3 earlier on the PATH may not). */
+    private static final String PYTHON = System.getProperty("panamabn.python", "/usr/bin/python3");
     private static final int CASES = 20;
     /** gen_golden.py's exit code when torch cannot be imported. */
     private static final int NO_TORCH = 3;

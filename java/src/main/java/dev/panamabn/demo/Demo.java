@@ -10,6 +10,7 @@ import dev.panamabn.reference.ScalarBatchNorm;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.lang.management.ManagementFactory;
 import java.util.Arrays;
 import java.util.Locale;
 import java.util.SplittableRandom;
@@ -27,6 +28,8 @@ public final class Demo {
     private static final Shape TIMING_SHAPE = Shape.of(32, 64, 56, 56);
     /** float32 stores about 7 digits; five steps of running averages stay well inside this. */
     private static final double TOLERANCE = 1e-5;
+    private static final int WARMUP = 3;
+    private static final int RUNS = 9;
 
     private Demo() {
     }
@@ -110,31 +113,49 @@ public final class Demo {
             MemorySegment x = arena.allocate((long) count * Float.BYTES, 64);
             MemorySegment y = arena.allocate((long) count * Float.BYTES, 64);
             MemorySegment.copy(xa, 0, x, ValueLayout.JAVA_FLOAT, 0, count);
-            long nativeNanos = median(() -> bn.forward(x, shape, y));
-            long scalarNanos = median(() -> ScalarBatchNorm.forwardTrain(ya, saveMean, saveInvstd, runningMean,
-                    runningVar, xa, weight, bias, shape.batch(), c, shape.spatial(), 1e-5, 0.1));
-            System.out.printf(Locale.ROOT, "forward (training) on %s, median of %d runs:%n", shape, RUNS);
+            long[][] times = timeInterleaved(() -> bn.forward(x, shape, y),
+                    () -> ScalarBatchNorm.forwardTrain(ya, saveMean, saveInvstd, runningMean, runningVar, xa, weight,
+                            bias, shape.batch(), c, shape.spatial(), 1e-5, 0.1));
+            long nativeNanos = median(times[0]);
+            long scalarNanos = median(times[1]);
+            System.out.printf(Locale.ROOT, "forward (training) on %s, median of %d runs, %d native threads:%n",
+                    shape, RUNS, Parallelism.threads());
             System.out.printf(Locale.ROOT, "  panama-batchnorm %8.2f ms%n", nativeNanos / 1e6);
             System.out.printf(Locale.ROOT, "  java-scalar      %8.2f ms%n", scalarNanos / 1e6);
             System.out.printf(Locale.ROOT, "  ratio            %8.1fx%n", (double) scalarNanos / nativeNanos);
+            double load = ManagementFactory.getOperatingSystemMXBean().getSystemLoadAverage();
+            int processors = Runtime.getRuntime().availableProcessors();
+            if (load > processors) {
+                System.out.printf(Locale.ROOT, "  (load average %.1f on %d processors: other work shares the CPUs,"
+                        + " so these times are unreliable)%n", load, processors);
+            }
         }
     }
 
-    private static final int WARMUP = 3;
-    private static final int RUNS = 9;
-
-    private static long median(Runnable run) {
+    /** Runs a and b alternately, so that both see the same load on a shared machine. */
+    private static long[][] timeInterleaved(Runnable a, Runnable b) {
         for (int i = 0; i < WARMUP; i++) {
-            run.run();
+            a.run();
+            b.run();
         }
-        long[] times = new long[RUNS];
+        long[][] times = new long[2][RUNS];
         for (int i = 0; i < RUNS; i++) {
-            long start = System.nanoTime();
-            run.run();
-            times[i] = System.nanoTime() - start;
+            times[0][i] = time(a);
+            times[1][i] = time(b);
         }
-        Arrays.sort(times);
-        return times[RUNS / 2];
+        return times;
+    }
+
+    private static long time(Runnable run) {
+        long start = System.nanoTime();
+        run.run();
+        return System.nanoTime() - start;
+    }
+
+    private static long median(long[] times) {
+        long[] sorted = times.clone();
+        Arrays.sort(sorted);
+        return sorted[sorted.length / 2];
     }
 
     private static double[] synthetic(Shape shape, double[] means, double[] spreads, SplittableRandom random) {

@@ -1,0 +1,805 @@
+/*
+ * AVX2+FMA block kernels, compiled with -mavx2 -mfma and called only when the CPU has both
+ * (kernels.c picks them at run time).
+ *
+ * Fast paths work in float lanes and fold into double often enough that no error grows with the
+ * tensor: a sum adds 8 vectors (64 values) as a fixed tree in float, so each float partial holds
+ * 8 values per lane, then widens it to double and adds it to double accumulators. Its error is
+ * that of an 8-term float sum (at most 3 roundings per term, relative to the terms' magnitudes),
+ * independent of the channel size. Means are subtracted as a float pair (hi + lo) so that
+ * deviations keep full accuracy when |mean| >> spread.
+ *
+ * Float lanes have a narrower range than double: each fast path checks its constants (or, for the
+ * statistics, the magnitudes it met) and falls back to a wide path, which does every operation in
+ * double, when overflow, underflow or a non-finite value could have hurt the result. The choice
+ * depends only on the block's data, so results still do not depend on the thread count.
+ *
+ * Every kernel walks its block segment by segment (a segment is the part of one row inside the
+ * block); within a segment: 64-value chunks, then single 8-value vectors, then scalars. That
+ * order is fixed by the shape.
+ */
+#include <immintrin.h>
+#include <math.h>
+#include <stddef.h>
+
+#include "bn_internal.h"
+
+/* Walks the segments of [start, start+len): off is the offset of the segment's first value from
+ * the channel base, seg its length, row_ its row. */
+#define FOR_EACH_SEGMENT(v, start, len, off, seg)                                        \
+    for (int64_t row_ = bn_row_of(start, (v).s), col_ = (start) - row_ * (v).s, left_ = (len), \
+                 off = 0, seg = 0;                                                       \
+         left_ > 0 && (off = row_ * (v).stride + col_,                                  \
+                      seg = (v).s - col_ < left_ ? (v).s - col_ : left_, 1);             \
+         left_ -= seg, row_++, col_ = 0)
+
+static inline __m256d lo4(__m256 v) {
+    return _mm256_cvtps_pd(_mm256_castps256_ps128(v));
+}
+
+static inline __m256d hi4(__m256 v) {
+    return _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+}
+
+static inline __m256 narrow(__m256d lo, __m256d hi) {
+    return _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo));
+}
+
+static inline double hsum(__m256d a0, __m256d a1, __m256d a2, __m256d a3) {
+    __m256d s = _mm256_add_pd(_mm256_add_pd(a0, a1), _mm256_add_pd(a2, a3));
+    __m128d h = _mm_add_pd(_mm256_castpd256_pd128(s), _mm256_extractf128_pd(s, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
+}
+
+static inline float hmax(__m256 v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
+    return _mm_cvtss_f32(m);
+}
+
+/* Adds a float vector to a pair of double accumulators. */
+static inline void widen_add(__m256d *a0, __m256d *a1, __m256 s) {
+    *a0 = _mm256_add_pd(*a0, lo4(s));
+    *a1 = _mm256_add_pd(*a1, hi4(s));
+}
+
+/* sum of a[j]*b[j] over 8 vectors, as a fixed tree. */
+static inline __m256 dot8(const __m256 a[8], const __m256 b[8]) {
+    __m256 p0 = _mm256_fmadd_ps(a[0], b[0], _mm256_mul_ps(a[1], b[1]));
+    __m256 p1 = _mm256_fmadd_ps(a[2], b[2], _mm256_mul_ps(a[3], b[3]));
+    __m256 p2 = _mm256_fmadd_ps(a[4], b[4], _mm256_mul_ps(a[5], b[5]));
+    __m256 p3 = _mm256_fmadd_ps(a[6], b[6], _mm256_mul_ps(a[7], b[7]));
+    return _mm256_add_ps(_mm256_add_ps(p0, p1), _mm256_add_ps(p2, p3));
+}
+
+/* A constant a float lane can use without overflow, underflow or NaN worries. */
+static inline int float_ok(double c) {
+    double a = fabs(c);
+    return a == 0.0 || (a > 1e-30 && a < 1e30);
+}
+
+/* Stores 8 floats: non-temporal when asked (the address is then 32-byte aligned). */
+static inline void store8(float *p, __m256 r, int stream) {
+    if (stream)
+        _mm256_stream_ps(p, r);
+    else
+        _mm256_storeu_ps(p, r);
+}
+
+/* Values before the first 32-byte-aligned output of a segment, when streaming. */
+static inline int64_t head(const float *q, int64_t seg, int stream) {
+    if (!stream)
+        return 0;
+    int64_t h = (int64_t)((32 - ((uintptr_t)q & 31)) & 31) / 4;
+    return h < seg ? h : seg;
+}
+
+/*
+ * Software prefetch running BN_PREFETCH values ahead along a channel's flat index, across row
+ * ends: a channel's next row is C*S values away, where the hardware prefetchers do not follow.
+ * The cursor advances with the loop, 16 values (one cache line) per step.
+ */
+#define BN_PREFETCH 2048
+
+typedef struct {
+    int64_t f, row, col;
+} pf_cursor;
+
+static inline pf_cursor pf_start(bn_rows v, int64_t start) {
+    int64_t f = start + BN_PREFETCH;
+    if (f >= v.m) {
+        pf_cursor done = {v.m, 0, 0}; /* nothing left to prefetch */
+        return done;
+    }
+    int64_t row = bn_row_of(f, v.s);
+    pf_cursor c = {f, row, f - row * v.s};
+    return c;
+}
+
+static inline void pf_skip(pf_cursor *c, bn_rows v, int64_t k) {
+    if (c->f >= v.m)
+        return;
+    c->f += k;
+    c->col += k;
+    if (v.s >= 16) {
+        while (c->col >= v.s) {
+            c->col -= v.s;
+            c->row++;
+        }
+    } else if (c->col >= v.s) {
+        c->row += c->col / v.s;
+        c->col %= v.s;
+    }
+}
+
+/* Prefetches the cursor's line of a (and of b when given), then steps 16 values. */
+static inline void pf_step(pf_cursor *c, bn_rows v, const float *a, const float *b) {
+    if (c->f < v.m) {
+        int64_t o = c->row * v.stride + c->col;
+        _mm_prefetch((const char *)(a + o), _MM_HINT_T0);
+        if (b)
+            _mm_prefetch((const char *)(b + o), _MM_HINT_T0);
+    }
+    pf_skip(c, v, 16);
+}
+
+/* ======== wide paths: every operation in double ======== */
+
+static bn_moments moments_wide(const float *x, bn_rows v, int64_t start, int64_t len,
+                               double shift) {
+    __m256d a0 = _mm256_setzero_pd(), a1 = a0, k = _mm256_set1_pd(shift);
+    double tail = 0.0;
+    FOR_EACH_SEGMENT(v, start, len, off, seg) {
+        const float *p = x + off;
+        int64_t i = 0;
+        for (; i + 8 <= seg; i += 8) {
+            __m256 u = _mm256_loadu_ps(p + i);
+            a0 = _mm256_add_pd(a0, _mm256_sub_pd(lo4(u), k));
+            a1 = _mm256_add_pd(a1, _mm256_sub_pd(hi4(u), k));
+        }
+        for (; i < seg; i++)
+            tail += (double)p[i] - shift;
+    }
+    __m256d z = _mm256_setzero_pd();
+    bn_moments m = {(double)len, hsum(a0, a1, z, z) + tail, 0.0};
+    double mean = shift + m.sum / m.n;
+    __m256d mu = _mm256_set1_pd(mean);
+    a0 = a1 = z;
+    tail = 0.0;
+    FOR_EACH_SEGMENT(v, start, len, off, seg) {
+        const float *p = x + off;
+        int64_t i = 0;
+        for (; i + 8 <= seg; i += 8) {
+            __m256 u = _mm256_loadu_ps(p + i);
+            __m256d d0 = _mm256_sub_pd(lo4(u), mu), d1 = _mm256_sub_pd(hi4(u), mu);
+            a0 = _mm256_fmadd_pd(d0, d0, a0);
+            a1 = _mm256_fmadd_pd(d1, d1, a1);
+        }
+        for (; i < seg; i++) {
+            double d = (double)p[i] - mean;
+            tail = fma(d, d, tail);
+        }
+    }
+    m.m2 = hsum(a0, a1, z, z) + tail;
+    return m;
+}
+
+static void normalize_wide(float *y, const float *x, bn_rows v, int64_t start, int64_t len,
+                           double mean, double alpha, double beta) {
+    __m256d mu = _mm256_set1_pd(mean), al = _mm256_set1_pd(alpha), be = _mm256_set1_pd(beta);
+    FOR_EACH_SEGMENT(v, start, len, off, seg) {
+        const float *p = x + off;
+        float *q = y + off;
+        int64_t i = 0;
+        for (; i + 8 <= seg; i += 8) {
+            __m256 u = _mm256_loadu_ps(p + i);
+            __m256d l = _mm256_fmadd_pd(_mm256_sub_pd(lo4(u), mu), al, be);
+            __m256d r = _mm256_fmadd_pd(_mm256_sub_pd(hi4(u), mu), al, be);
+            _mm256_storeu_ps(q + i, narrow(l, r));
+        }
+        for (; i < seg; i++)
+            q[i] = (float)fma((double)p[i] - mean, alpha, beta);
+    }
+}
+
+static bn_grad_sums grad_sums_wide(const float *dy, const float *x, bn_rows v, int64_t start,
+                                   int64_t len, double mean, double invstd) {
+    __m256d s0 = _mm256_setzero_pd(), s1 = s0, t0 = s0, t1 = s0, mu = _mm256_set1_pd(mean);
+    double tail_s = 0.0, tail_t = 0.0;
+    FOR_EACH_SEGMENT(v, start, len, off, seg) {
+        const float *g = dy + off, *p = x ? x + off : NULL;
+        int64_t i = 0;
+        for (; i + 8 <= seg; i += 8) {
+            __m256 gu = _mm256_loadu_ps(g + i);
+            __m256d g0 = lo4(gu), g1 = hi4(gu);
+            s0 = _mm256_add_pd(s0, g0);
+            s1 = _mm256_add_pd(s1, g1);
+            if (p) {
+                __m256 u = _mm256_loadu_ps(p + i);
+                t0 = _mm256_fmadd_pd(g0, _mm256_sub_pd(lo4(u), mu), t0);
+                t1 = _mm256_fmadd_pd(g1, _mm256_sub_pd(hi4(u), mu), t1);
+            }
+        }
+        for (; i < seg; i++) {
+            tail_s += (double)g[i];
+            if (p)
+                tail_t = fma((double)g[i], (double)p[i] - mean, tail_t);
+        }
+    }
+    __m256d z = _mm256_setzero_pd();
+    bn_grad_sums r = {hsum(s0, s1, z, z) + tail_s, (hsum(t0, t1, z, z) + tail_t) * invstd};
+    return r;
+}
+
+static void train_dx_wide(float *dx, const float *dy, const float *x, bn_rows v, int64_t start,
+                          int64_t len, double mean, double a, double gmean, double k) {
+    __m256d mu = _mm256_set1_pd(mean), av = _mm256_set1_pd(a), gm = _mm256_set1_pd(gmean);
+    __m256d kv = _mm256_set1_pd(k);
+    FOR_EACH_SEGMENT(v, start, len, off, seg) {
+        const float *g = dy + off, *p = x + off;
+        float *q = dx + off;
+        int64_t i = 0;
+        for (; i + 8 <= seg; i += 8) {
+            __m256 gu = _mm256_loadu_ps(g + i), u = _mm256_loadu_ps(p + i);
+            __m256d l = _mm256_fnmadd_pd(_mm256_sub_pd(lo4(u), mu), kv, _mm256_sub_pd(lo4(gu), gm));
+            __m256d r = _mm256_fnmadd_pd(_mm256_sub_pd(hi4(u), mu), kv, _mm256_sub_pd(hi4(gu), gm));
+            _mm256_storeu_ps(q + i, narrow(_mm256_mul_pd(l, av), _mm256_mul_pd(r, av)));
+        }
+        for (; i < seg; i++)
+            q[i] = (float)(fma(-((double)p[i] - mean), k, (double)g[i] - gmean) * a);
+    }
+}
+
+static bn_grad_sums eval_backward_wide(float *dx, const float *dy, const float *x, bn_rows v,
+                                       int64_t start, int64_t len, double mean, double invstd,
+                                       double a) {
+    bn_grad_sums r = grad_sums_wide(dy, x, v, start, len, mean, invstd);
+    if (!x)
+        r.dyx = 0.0;
+    if (dx) {
+        __m256d av = _mm256_set1_pd(a);
+        FOR_EACH_SEGMENT(v, start, len, off, seg) {
+            const float *g = dy + off;
+            float *q = dx + off;
+            int64_t i = 0;
+            for (; i + 8 <= seg; i += 8) {
+                __m256 gu = _mm256_loadu_ps(g + i);
+                _mm256_storeu_ps(q + i, narrow(_mm256_mul_pd(lo4(gu), av), _mm256_mul_pd(hi4(gu), av)));
+            }
+            for (; i < seg; i++)
+                q[i] = (float)((double)g[i] * a);
+        }
+    }
+    return r;
+}
+
+/* ======== fast paths: float lanes, folded into double ======== */
+
+/* Running state of a block's sum of values (pass 1 of the moments). */
+typedef struct {
+    __m256d a0, a1, a2, a3;
+    double tail;
+} sum_state;
+
+/* Running state of a block's sum of squared deviations (pass 2 of the moments). */
+typedef struct {
+    __m256d a0, a1;
+    __m256 dmax;
+    double tail;
+    float dmax_tail;
+} sq_state;
+
+/*
+ * Plain double sums of the values: exact whenever the block's values span less than about 2^20
+ * in magnitude (always so when |mean| >> spread), otherwise off by ~1e-16 of the largest value
+ * times the count. pf, when given, prefetches ahead along the channel.
+ */
+static inline __attribute__((always_inline)) void sum_seg(sum_state *st, const float *p,
+                                                           int64_t seg, pf_cursor *pf,
+                                                           bn_rows v, const float *base) {
+    int64_t i = 0;
+    for (; i + 16 <= seg; i += 16) {
+        if (pf)
+            pf_step(pf, v, base, NULL);
+        st->a0 = _mm256_add_pd(st->a0, _mm256_cvtps_pd(_mm_loadu_ps(p + i)));
+        st->a1 = _mm256_add_pd(st->a1, _mm256_cvtps_pd(_mm_loadu_ps(p + i + 4)));
+        st->a2 = _mm256_add_pd(st->a2, _mm256_cvtps_pd(_mm_loadu_ps(p + i + 8)));
+        st->a3 = _mm256_add_pd(st->a3, _mm256_cvtps_pd(_mm_loadu_ps(p + i + 12)));
+    }
+    if (pf)
+        pf_skip(pf, v, seg % 16); /* the 16-value loop stepped the rest */
+    for (; i + 4 <= seg; i += 4)
+        st->a0 = _mm256_add_pd(st->a0, _mm256_cvtps_pd(_mm_loadu_ps(p + i)));
+    for (; i < seg; i++)
+        st->tail += (double)p[i];
+}
+
+/* Squared deviations from mh + ml in float lanes, 8-value trees folded into double. */
+static inline __attribute__((always_inline)) void sq_seg(sq_state *st, const float *p,
+                                                          int64_t seg, float mhf, float mlf) {
+    const __m256 mh = _mm256_set1_ps(mhf), ml = _mm256_set1_ps(mlf);
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    int64_t i = 0;
+    for (; i + 64 <= seg; i += 64) {
+        __m256 t[8];
+        for (int j = 0; j < 8; j++) {
+            t[j] = _mm256_sub_ps(_mm256_sub_ps(_mm256_loadu_ps(p + i + 8 * j), mh), ml);
+            st->dmax = _mm256_max_ps(st->dmax, _mm256_and_ps(t[j], abs_mask));
+        }
+        widen_add(&st->a0, &st->a1, dot8(t, t));
+    }
+    for (; i + 8 <= seg; i += 8) {
+        __m256 d = _mm256_sub_ps(_mm256_sub_ps(_mm256_loadu_ps(p + i), mh), ml);
+        st->dmax = _mm256_max_ps(st->dmax, _mm256_and_ps(d, abs_mask));
+        widen_add(&st->a0, &st->a1, _mm256_mul_ps(d, d));
+    }
+    for (; i < seg; i++) {
+        float d = (p[i] - mhf) - mlf;
+        st->dmax_tail = fabsf(d) > st->dmax_tail ? fabsf(d) : st->dmax_tail;
+        st->tail += (double)(d * d);
+    }
+}
+
+static inline void sum_init(sum_state *st) {
+    st->a0 = st->a1 = st->a2 = st->a3 = _mm256_setzero_pd();
+    st->tail = 0.0;
+}
+
+static inline void sq_init(sq_state *st) {
+    st->a0 = st->a1 = _mm256_setzero_pd();
+    st->dmax = _mm256_setzero_ps();
+    st->tail = 0.0;
+    st->dmax_tail = 0.0f;
+}
+
+/* The block sum about shift, from pass 1's state. */
+static inline double sum_result(const sum_state *st, int64_t len, double shift) {
+    return (hsum(st->a0, st->a1, st->a2, st->a3) + st->tail) - (double)len * shift;
+}
+
+/* The sum of squares from pass 2's state, or NaN when float lanes may have lost it: squares of
+ * deviations outside [2^-60, 2^60] may underflow or overflow in float. */
+static inline double sq_result(const sq_state *st) {
+    __m256d z = _mm256_setzero_pd();
+    double m2 = hsum(st->a0, st->a1, z, z) + st->tail;
+    float dm = hmax(st->dmax);
+    dm = dm > st->dmax_tail ? dm : st->dmax_tail;
+    if (!isfinite(m2) || (dm != 0.0f && (dm < 0x1p-60f || dm > 0x1p60f)))
+        return NAN;
+    return m2;
+}
+
+/* The float pair (hi, lo) of the block mean shift + sum/len. */
+static inline void mean_pair(double shift, double sum, int64_t len, float *hi, float *lo) {
+    double mean = shift + sum / (double)len;
+    *hi = (float)mean;
+    *lo = (float)(mean - (double)*hi);
+}
+
+static bn_moments moments(const float *x, bn_rows v, int64_t start, int64_t len, double shift) {
+    sum_state s1;
+    sum_init(&s1);
+    pf_cursor pf = pf_start(v, start);
+    FOR_EACH_SEGMENT(v, start, len, off, seg)
+        sum_seg(&s1, x + off, seg, &pf, v, x);
+    bn_moments m = {(double)len, sum_result(&s1, len, shift), 0.0};
+    if (!isfinite(m.sum))
+        return moments_wide(x, v, start, len, shift);
+    float mhf, mlf;
+    mean_pair(shift, m.sum, len, &mhf, &mlf);
+    sq_state s2;
+    sq_init(&s2);
+    FOR_EACH_SEGMENT(v, start, len, off, seg)
+        sq_seg(&s2, x + off, seg, mhf, mlf);
+    m.m2 = sq_result(&s2);
+    if (isnan(m.m2))
+        return moments_wide(x, v, start, len, shift);
+    return m;
+}
+
+/* Prefetches row r's part of g channels (g*s contiguous values from p), when r < rows. */
+static inline void prefetch_row(const float *p, int64_t s, int64_t g) {
+    const char *c = (const char *)p, *e = (const char *)(p + g * s);
+    for (; c < e; c += 64)
+        _mm_prefetch(c, _MM_HINT_T0);
+}
+
+/* Rows ahead that the group kernels prefetch. */
+#define BN_ROWS_AHEAD 8
+
+/*
+ * moments() of g consecutive channels at once, walking memory row by row (each row holds the g
+ * channels' segments back to back): each channel sees exactly the operations moments() would do,
+ * so the results are the same bits.
+ */
+static void moments_group(const float *x, bn_rows v, int64_t g, int64_t start, int64_t len,
+                          const double *shift, bn_moments *out) {
+    sum_state s1[BN_GROUP_MAX];
+    sq_state s2[BN_GROUP_MAX];
+    float mh[BN_GROUP_MAX], ml[BN_GROUP_MAX];
+    int ok[BN_GROUP_MAX];
+    for (int64_t j = 0; j < g; j++)
+        sum_init(&s1[j]);
+    int64_t rows = (v.m + v.s - 1) / v.s;
+    FOR_EACH_SEGMENT(v, start, len, off, seg) {
+        if (row_ + BN_ROWS_AHEAD < rows)
+            prefetch_row(x + (row_ + BN_ROWS_AHEAD) * v.stride, v.s, g);
+        for (int64_t j = 0; j < g; j++)
+            sum_seg(&s1[j], x + j * v.s + off, seg, NULL, v, x);
+    }
+    for (int64_t j = 0; j < g; j++) {
+        out[j].n = (double)len;
+        out[j].sum = sum_result(&s1[j], len, shift[j]);
+        ok[j] = isfinite(out[j].sum);
+        if (ok[j])
+            mean_pair(shift[j], out[j].sum, len, &mh[j], &ml[j]);
+        sq_init(&s2[j]);
+    }
+    FOR_EACH_SEGMENT(v, start, len, off, seg)
+        for (int64_t j = 0; j < g; j++)
+            if (ok[j])
+                sq_seg(&s2[j], x + j * v.s + off, seg, mh[j], ml[j]);
+    for (int64_t j = 0; j < g; j++) {
+        out[j].m2 = ok[j] ? sq_result(&s2[j]) : NAN;
+        if (isnan(out[j].m2))
+            out[j] = moments_wide(x + j * v.s, v, start, len, shift[j]);
+    }
+}
+
+/* The float constants of y = ((x - mh) - ml)*af + bf. */
+typedef struct {
+    float mh, ml, af, bf;
+} norm_consts;
+
+static inline norm_consts norm_make(double mean, double alpha, double beta) {
+    norm_consts k;
+    k.mh = (float)mean;
+    k.ml = (float)(mean - (double)k.mh);
+    k.af = (float)alpha;
+    k.bf = (float)beta;
+    return k;
+}
+
+static inline __attribute__((always_inline)) void norm_seg(float *q, const float *p, int64_t seg,
+                                                            norm_consts k, int stream,
+                                                            pf_cursor *pf, bn_rows v,
+                                                            const float *base) {
+    const __m256 mh = _mm256_set1_ps(k.mh), ml = _mm256_set1_ps(k.ml);
+    const __m256 al = _mm256_set1_ps(k.af), be = _mm256_set1_ps(k.bf);
+    int64_t i = 0, h = head(q, seg, stream);
+    for (; i < h; i++)
+        q[i] = fmaf((p[i] - k.mh) - k.ml, k.af, k.bf);
+    for (; i + 16 <= seg; i += 16) {
+        if (pf)
+            pf_step(pf, v, base, NULL);
+        __m256 d0 = _mm256_sub_ps(_mm256_sub_ps(_mm256_loadu_ps(p + i), mh), ml);
+        __m256 d1 = _mm256_sub_ps(_mm256_sub_ps(_mm256_loadu_ps(p + i + 8), mh), ml);
+        store8(q + i, _mm256_fmadd_ps(d0, al, be), stream);
+        store8(q + i + 8, _mm256_fmadd_ps(d1, al, be), stream);
+    }
+    if (pf)
+        pf_skip(pf, v, seg - (seg - h) / 16 * 16);
+    for (; i + 8 <= seg; i += 8) {
+        __m256 d = _mm256_sub_ps(_mm256_sub_ps(_mm256_loadu_ps(p + i), mh), ml);
+        store8(q + i, _mm256_fmadd_ps(d, al, be), stream);
+    }
+    for (; i < seg; i++)
+        q[i] = fmaf((p[i] - k.mh) - k.ml, k.af, k.bf);
+}
+
+static void normalize(float *y, const float *x, bn_rows v, int64_t start, int64_t len,
+                      double mean, double alpha, double beta) {
+    if (!float_ok(mean) || !float_ok(alpha)) {
+        normalize_wide(y, x, v, start, len, mean, alpha, beta);
+        return;
+    }
+    norm_consts k = norm_make(mean, alpha, beta);
+    pf_cursor pf = pf_start(v, start);
+    FOR_EACH_SEGMENT(v, start, len, off, seg)
+        norm_seg(y + off, x + off, seg, k, v.stream, &pf, v, x);
+    if (v.stream)
+        _mm_sfence();
+}
+
+/* Values of one row of a group that normalize_group lays its constants out for. */
+#define BN_FLAT_MAX 1024
+
+/*
+ * normalize() of g consecutive channels, row by row in memory order; the same bits. When a row of
+ * the group is short enough, the per-channel constants are laid out value by value once, and each
+ * row is then one flat stream with no per-channel loop overhead.
+ */
+static void normalize_group(float *y, const float *x, bn_rows v, int64_t g, int64_t start,
+                            int64_t len, const bn_coeffs *co) {
+    norm_consts k[BN_GROUP_MAX];
+    int ok[BN_GROUP_MAX], all_ok = 1;
+    for (int64_t j = 0; j < g; j++) {
+        ok[j] = float_ok(co[j].mean) && float_ok(co[j].a);
+        all_ok &= ok[j];
+        if (ok[j])
+            k[j] = norm_make(co[j].mean, co[j].a, co[j].b);
+        else
+            normalize_wide(y + j * v.s, x + j * v.s, v, start, len, co[j].mean, co[j].a, co[j].b);
+    }
+    int64_t rows = (v.m + v.s - 1) / v.s, w = g * v.s;
+    if (all_ok && start % v.s == 0 && len % v.s == 0 && w <= BN_FLAT_MAX) {
+        float mh[BN_FLAT_MAX], ml[BN_FLAT_MAX], af[BN_FLAT_MAX], bf[BN_FLAT_MAX];
+        for (int64_t j = 0; j < g; j++)
+            for (int64_t i = 0; i < v.s; i++) {
+                mh[j * v.s + i] = k[j].mh;
+                ml[j * v.s + i] = k[j].ml;
+                af[j * v.s + i] = k[j].af;
+                bf[j * v.s + i] = k[j].bf;
+            }
+        for (int64_t r = start / v.s; r < (start + len) / v.s; r++) {
+            if (r + BN_ROWS_AHEAD < rows)
+                prefetch_row(x + (r + BN_ROWS_AHEAD) * v.stride, v.s, g);
+            const float *p = x + r * v.stride;
+            float *q = y + r * v.stride;
+            int64_t i = 0;
+            for (; i + 8 <= w; i += 8) {
+                __m256 d = _mm256_sub_ps(_mm256_sub_ps(_mm256_loadu_ps(p + i),
+                                                       _mm256_loadu_ps(mh + i)),
+                                         _mm256_loadu_ps(ml + i));
+                _mm256_storeu_ps(q + i, _mm256_fmadd_ps(d, _mm256_loadu_ps(af + i),
+                                                        _mm256_loadu_ps(bf + i)));
+            }
+            for (; i < w; i++)
+                q[i] = fmaf((p[i] - mh[i]) - ml[i], af[i], bf[i]);
+        }
+        return;
+    }
+    FOR_EACH_SEGMENT(v, start, len, off, seg) {
+        if (row_ + BN_ROWS_AHEAD < rows)
+            prefetch_row(x + (row_ + BN_ROWS_AHEAD) * v.stride, v.s, g);
+        for (int64_t j = 0; j < g; j++)
+            if (ok[j])
+                norm_seg(y + j * v.s + off, x + j * v.s + off, seg, k[j], v.stream, NULL, v, x);
+    }
+    if (v.stream)
+        _mm_sfence();
+}
+
+/* Adds dy and dy*(x - mean) for 8 values into the accumulator pairs (s0, s1), (t0, t1). */
+#define GRAD8(g, p, s0, s1, t0, t1)                                                 \
+    do {                                                                            \
+        __m256d g0_ = _mm256_cvtps_pd(_mm_loadu_ps(g));                             \
+        __m256d g1_ = _mm256_cvtps_pd(_mm_loadu_ps((g) + 4));                       \
+        s0 = _mm256_add_pd(s0, g0_);                                                \
+        s1 = _mm256_add_pd(s1, g1_);                                                \
+        t0 = _mm256_fmadd_pd(g0_, _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(p)), mu), t0);  \
+        t1 = _mm256_fmadd_pd(g1_, _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps((p) + 4)), mu), t1); \
+    } while (0)
+
+/* Running state of a block's backward sums: dy and dy*(x - mean). */
+typedef struct {
+    __m256d s0, s1, s2, s3, t0, t1, t2, t3;
+    double tail_s, tail_t;
+} grad_state;
+
+static inline void grad_init(grad_state *st) {
+    st->s0 = st->s1 = st->s2 = st->s3 = _mm256_setzero_pd();
+    st->t0 = st->t1 = st->t2 = st->t3 = _mm256_setzero_pd();
+    st->tail_s = st->tail_t = 0.0;
+}
+
+/* In double: these sums cancel (dbias, dweight are small differences of large sums), so they
+ * get double accuracy per term, like the mean. */
+static inline __attribute__((always_inline)) void grad_seg(grad_state *st, const float *g,
+                                                            const float *p, int64_t seg,
+                                                            double mean, pf_cursor *pf,
+                                                            bn_rows v, const float *dy,
+                                                            const float *x) {
+    const __m256d mu = _mm256_set1_pd(mean);
+    int64_t i = 0;
+    for (; i + 16 <= seg; i += 16) {
+        if (pf)
+            pf_step(pf, v, dy, x);
+        GRAD8(g + i, p + i, st->s0, st->s1, st->t0, st->t1);
+        GRAD8(g + i + 8, p + i + 8, st->s2, st->s3, st->t2, st->t3);
+    }
+    if (pf)
+        pf_skip(pf, v, seg % 16);
+    for (; i + 8 <= seg; i += 8)
+        GRAD8(g + i, p + i, st->s0, st->s1, st->t0, st->t1);
+    for (; i < seg; i++) {
+        st->tail_s += (double)g[i];
+        st->tail_t = fma((double)g[i], (double)p[i] - mean, st->tail_t);
+    }
+}
+
+static inline bn_grad_sums grad_result(const grad_state *st, double invstd) {
+    bn_grad_sums r = {hsum(st->s0, st->s1, st->s2, st->s3) + st->tail_s,
+                      (hsum(st->t0, st->t1, st->t2, st->t3) + st->tail_t) * invstd};
+    return r;
+}
+
+static bn_grad_sums grad_sums(const float *dy, const float *x, bn_rows v, int64_t start,
+                              int64_t len, double mean, double invstd) {
+    grad_state st;
+    grad_init(&st);
+    pf_cursor pf = pf_start(v, start);
+    FOR_EACH_SEGMENT(v, start, len, off, seg)
+        grad_seg(&st, dy + off, x + off, seg, mean, &pf, v, dy, x);
+    return grad_result(&st, invstd);
+}
+
+/* grad_sums() of g consecutive channels, row by row in memory order; the same bits. */
+static void grad_sums_group(const float *dy, const float *x, bn_rows v, int64_t g, int64_t start,
+                            int64_t len, const double *mean, const double *invstd,
+                            bn_grad_sums *out) {
+    grad_state st[BN_GROUP_MAX];
+    for (int64_t j = 0; j < g; j++)
+        grad_init(&st[j]);
+    int64_t rows = (v.m + v.s - 1) / v.s;
+    FOR_EACH_SEGMENT(v, start, len, off, seg) {
+        if (row_ + BN_ROWS_AHEAD < rows) {
+            prefetch_row(dy + (row_ + BN_ROWS_AHEAD) * v.stride, v.s, g);
+            prefetch_row(x + (row_ + BN_ROWS_AHEAD) * v.stride, v.s, g);
+        }
+        for (int64_t j = 0; j < g; j++)
+            grad_seg(&st[j], dy + j * v.s + off, x + j * v.s + off, seg, mean[j], NULL, v, dy, x);
+    }
+    for (int64_t j = 0; j < g; j++)
+        out[j] = grad_result(&st[j], invstd[j]);
+}
+
+/* The float constants of dx = (fnma((x - mh) - ml, k, dy - gm))*a. */
+typedef struct {
+    float mh, ml, af, gf, kf;
+} dx_consts;
+
+static inline int dx_ok(bn_coeffs co) {
+    return float_ok(co.mean) && float_ok(co.a) && float_ok(co.b) && float_ok(co.k);
+}
+
+static inline dx_consts dx_make(bn_coeffs co) {
+    dx_consts c;
+    c.mh = (float)co.mean;
+    c.ml = (float)(co.mean - (double)c.mh);
+    c.af = (float)co.a;
+    c.gf = (float)co.b;
+    c.kf = (float)co.k;
+    return c;
+}
+
+static inline __attribute__((always_inline)) void dx_seg(float *q, const float *g, const float *p,
+                                                          int64_t seg, dx_consts c, int stream,
+                                                          pf_cursor *pf, bn_rows v,
+                                                          const float *dy, const float *x) {
+    const __m256 mh = _mm256_set1_ps(c.mh), ml = _mm256_set1_ps(c.ml), av = _mm256_set1_ps(c.af);
+    const __m256 gm = _mm256_set1_ps(c.gf), kv = _mm256_set1_ps(c.kf);
+    int64_t i = 0, h = head(q, seg, stream);
+    for (; i < h; i++)
+        q[i] = fmaf(-((p[i] - c.mh) - c.ml), c.kf, g[i] - c.gf) * c.af;
+    for (; i + 16 <= seg; i += 16) {
+        if (pf)
+            pf_step(pf, v, dy, x);
+        for (int j = 0; j < 16; j += 8) {
+            __m256 d = _mm256_sub_ps(_mm256_sub_ps(_mm256_loadu_ps(p + i + j), mh), ml);
+            __m256 r = _mm256_fnmadd_ps(d, kv, _mm256_sub_ps(_mm256_loadu_ps(g + i + j), gm));
+            store8(q + i + j, _mm256_mul_ps(r, av), stream);
+        }
+    }
+    if (pf)
+        pf_skip(pf, v, seg - (seg - h) / 16 * 16);
+    for (; i + 8 <= seg; i += 8) {
+        __m256 d = _mm256_sub_ps(_mm256_sub_ps(_mm256_loadu_ps(p + i), mh), ml);
+        __m256 r = _mm256_fnmadd_ps(d, kv, _mm256_sub_ps(_mm256_loadu_ps(g + i), gm));
+        store8(q + i, _mm256_mul_ps(r, av), stream);
+    }
+    for (; i < seg; i++)
+        q[i] = fmaf(-((p[i] - c.mh) - c.ml), c.kf, g[i] - c.gf) * c.af;
+}
+
+static void train_dx(float *dx, const float *dy, const float *x, bn_rows v, int64_t start,
+                     int64_t len, double mean, double a, double gmean, double k) {
+    bn_coeffs co = {mean, a, gmean, k};
+    if (!dx_ok(co)) {
+        train_dx_wide(dx, dy, x, v, start, len, mean, a, gmean, k);
+        return;
+    }
+    dx_consts c = dx_make(co);
+    pf_cursor pf = pf_start(v, start);
+    FOR_EACH_SEGMENT(v, start, len, off, seg)
+        dx_seg(dx + off, dy + off, x + off, seg, c, v.stream, &pf, v, dy, x);
+    if (v.stream)
+        _mm_sfence();
+}
+
+/* train_dx() of g consecutive channels, row by row in memory order; the same bits. */
+static void train_dx_group(float *dx, const float *dy, const float *x, bn_rows v, int64_t g,
+                           int64_t start, int64_t len, const bn_coeffs *co) {
+    dx_consts c[BN_GROUP_MAX];
+    int ok[BN_GROUP_MAX];
+    for (int64_t j = 0; j < g; j++) {
+        ok[j] = dx_ok(co[j]);
+        if (ok[j])
+            c[j] = dx_make(co[j]);
+        else
+            train_dx_wide(dx + j * v.s, dy + j * v.s, x + j * v.s, v, start, len, co[j].mean,
+                          co[j].a, co[j].b, co[j].k);
+    }
+    int64_t rows = (v.m + v.s - 1) / v.s;
+    FOR_EACH_SEGMENT(v, start, len, off, seg) {
+        if (row_ + BN_ROWS_AHEAD < rows) {
+            prefetch_row(dy + (row_ + BN_ROWS_AHEAD) * v.stride, v.s, g);
+            prefetch_row(x + (row_ + BN_ROWS_AHEAD) * v.stride, v.s, g);
+        }
+        for (int64_t j = 0; j < g; j++)
+            if (ok[j])
+                dx_seg(dx + j * v.s + off, dy + j * v.s + off, x + j * v.s + off, seg, c[j],
+                       v.stream, NULL, v, dy, x);
+    }
+    if (v.stream)
+        _mm_sfence();
+}
+
+/* dx = dy*a over the block, after the sums (dx may be dy itself). */
+static void scale(float *dx, const float *dy, bn_rows v, int64_t start, int64_t len, double a) {
+    const float af = (float)a;
+    const __m256 av = _mm256_set1_ps(af);
+    FOR_EACH_SEGMENT(v, start, len, off, seg) {
+        const float *g = dy + off;
+        float *q = dx + off;
+        int64_t i = 0, h = head(q, seg, v.stream);
+        for (; i < h; i++)
+            q[i] = g[i] * af;
+        for (; i + 8 <= seg; i += 8)
+            store8(q + i, _mm256_mul_ps(_mm256_loadu_ps(g + i), av), v.stream);
+        for (; i < seg; i++)
+            q[i] = g[i] * af;
+    }
+    if (v.stream)
+        _mm_sfence();
+}
+
+/* Sums first, then dx from the block the sums just brought into L1: a fallback to the wide
+ * sums must still see the caller's dy when dx == dy. */
+/* Sums first, then dx from the block the sums just brought into L1. */
+static bn_grad_sums eval_backward(float *dx, const float *dy, const float *x, bn_rows v,
+                                  int64_t start, int64_t len, double mean, double invstd,
+                                  double a) {
+    bn_grad_sums r = {0.0, 0.0};
+    if (x)
+        r = grad_sums(dy, x, v, start, len, mean, invstd);
+    else if (dx == NULL)
+        r = grad_sums_wide(dy, NULL, v, start, len, 0.0, 0.0);
+    else {
+        const __m256d z = _mm256_setzero_pd();
+        __m256d s0 = z, s1 = z, s2 = z, s3 = z;
+        double tail = 0.0;
+        FOR_EACH_SEGMENT(v, start, len, off, seg) {
+            const float *g = dy + off;
+            int64_t i = 0;
+            for (; i + 16 <= seg; i += 16) {
+                __m256 u = _mm256_loadu_ps(g + i), w = _mm256_loadu_ps(g + i + 8);
+                s0 = _mm256_add_pd(s0, lo4(u));
+                s1 = _mm256_add_pd(s1, hi4(u));
+                s2 = _mm256_add_pd(s2, lo4(w));
+                s3 = _mm256_add_pd(s3, hi4(w));
+            }
+            for (; i + 8 <= seg; i += 8) {
+                __m256 u = _mm256_loadu_ps(g + i);
+                s0 = _mm256_add_pd(s0, lo4(u));
+                s1 = _mm256_add_pd(s1, hi4(u));
+            }
+            for (; i < seg; i++)
+                tail += (double)g[i];
+        }
+        r.dy = hsum(s0, s1, s2, s3) + tail;
+    }
+    if (dx) {
+        if (float_ok(a))
+            scale(dx, dy, v, start, len, a);
+        else
+            eval_backward_wide(dx, dy, NULL, v, start, len, 0.0, 0.0, a);
+    }
+    return r;
+}
+
+const bn_kernels bn_kernels_avx2 = {moments,        normalize,       grad_sums,      train_dx,
+                                    eval_backward,  moments_group,   normalize_group,
+                                    grad_sums_group, train_dx_group};
+

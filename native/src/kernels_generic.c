@@ -1,0 +1,163 @@
+/*
+ * Portable block kernels, for any x86-64 (and the reference the AVX2 ones are tested against in
+ * spirit: same formulas, same double accumulation). A block crosses rows: it is walked as
+ * segments, each a contiguous part of one row. Sums use BN_LANES independent double accumulators
+ * (lane j takes the values at offsets j, j+BN_LANES, ... of each segment), folded in a fixed order
+ * at the end of the block, so the result depends only on the shape.
+ */
+#include <stddef.h>
+
+#include "bn_internal.h"
+
+#define BN_LANES 8
+
+/* Walks the segments of [start, start+len): off is the offset of the segment's first value
+ * from the channel base, seg its length. */
+#define FOR_EACH_SEGMENT(v, start, len, off, seg)                                        \
+    for (int64_t row_ = bn_row_of(start, (v).s), col_ = (start) - row_ * (v).s, left_ = (len), \
+                 off = 0, seg = 0;                                                       \
+         left_ > 0 && (off = row_ * (v).stride + col_,                                  \
+                      seg = (v).s - col_ < left_ ? (v).s - col_ : left_, 1);             \
+         left_ -= seg, row_++, col_ = 0)
+
+static double fold(const double acc[BN_LANES]) {
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+// p is (len)
+static void seg_shifted_sum(double acc[BN_LANES], const float *p, int64_t len, double shift) {
+    int64_t i = 0;
+    for (; i + BN_LANES <= len; i += BN_LANES)
+        for (int j = 0; j < BN_LANES; j++)
+            acc[j] += (double)p[i + j] - shift;
+    for (int j = 0; i + j < len; j++)
+        acc[j] += (double)p[i + j] - shift;
+}
+
+// p is (len)
+static void seg_sqdev(double acc[BN_LANES], const float *p, int64_t len, double mean) {
+    int64_t i = 0;
+    for (; i + BN_LANES <= len; i += BN_LANES)
+        for (int j = 0; j < BN_LANES; j++) {
+            double d = (double)p[i + j] - mean;
+            acc[j] += d * d;
+        }
+    for (int j = 0; i + j < len; j++) {
+        double d = (double)p[i + j] - mean;
+        acc[j] += d * d;
+    }
+}
+
+static bn_moments moments(const float *x, bn_rows v, int64_t start, int64_t len, double shift) {
+    double acc[BN_LANES] = {0}, acc2[BN_LANES] = {0};
+    FOR_EACH_SEGMENT(v, start, len, off, seg)
+        seg_shifted_sum(acc, x + off, seg, shift);
+    bn_moments m = {(double)len, fold(acc), 0.0};
+    double mean = shift + m.sum / m.n;
+    FOR_EACH_SEGMENT(v, start, len, off, seg)
+        seg_sqdev(acc2, x + off, seg, mean);
+    m.m2 = fold(acc2);
+    return m;
+}
+
+static void normalize(float *y, const float *x, bn_rows v, int64_t start, int64_t len,
+                      double mean, double alpha, double beta) {
+    FOR_EACH_SEGMENT(v, start, len, off, seg)
+        for (int64_t i = off; i < off + seg; i++)
+            y[i] = (float)(((double)x[i] - mean) * alpha + beta);
+}
+
+// dy, x are (len)
+static void seg_grad(double ady[BN_LANES], double adyx[BN_LANES], const float *dy, const float *x,
+                     int64_t len, double mean) {
+    int64_t i = 0;
+    for (; i + BN_LANES <= len; i += BN_LANES)
+        for (int j = 0; j < BN_LANES; j++) {
+            double g = (double)dy[i + j];
+            ady[j] += g;
+            adyx[j] += g * ((double)x[i + j] - mean);
+        }
+    for (int j = 0; i + j < len; j++) {
+        double g = (double)dy[i + j];
+        ady[j] += g;
+        adyx[j] += g * ((double)x[i + j] - mean);
+    }
+}
+
+static bn_grad_sums grad_sums(const float *dy, const float *x, bn_rows v, int64_t start,
+                              int64_t len, double mean, double invstd) {
+    double ady[BN_LANES] = {0}, adyx[BN_LANES] = {0};
+    FOR_EACH_SEGMENT(v, start, len, off, seg)
+        seg_grad(ady, adyx, dy + off, x + off, seg, mean);
+    bn_grad_sums r = {fold(ady), fold(adyx) * invstd};
+    return r;
+}
+
+static void train_dx(float *dx, const float *dy, const float *x, bn_rows v, int64_t start,
+                     int64_t len, double mean, double a, double gmean, double k) {
+    FOR_EACH_SEGMENT(v, start, len, off, seg)
+        for (int64_t i = off; i < off + seg; i++) {
+            double d = (double)x[i] - mean;
+            dx[i] = (float)((((double)dy[i] - gmean) - d * k) * a);
+        }
+}
+
+// dy is (len)
+static void seg_sum(double acc[BN_LANES], const float *dy, int64_t len) {
+    int64_t i = 0;
+    for (; i + BN_LANES <= len; i += BN_LANES)
+        for (int j = 0; j < BN_LANES; j++)
+            acc[j] += (double)dy[i + j];
+    for (int j = 0; i + j < len; j++)
+        acc[j] += (double)dy[i + j];
+}
+
+static bn_grad_sums eval_backward(float *dx, const float *dy, const float *x, bn_rows v,
+                                  int64_t start, int64_t len, double mean, double invstd,
+                                  double a) {
+    bn_grad_sums r = {0.0, 0.0};
+    if (x) {
+        r = grad_sums(dy, x, v, start, len, mean, invstd);
+    } else {
+        double acc[BN_LANES] = {0};
+        FOR_EACH_SEGMENT(v, start, len, off, seg)
+            seg_sum(acc, dy + off, seg);
+        r.dy = fold(acc);
+    }
+    if (dx)
+        FOR_EACH_SEGMENT(v, start, len, off, seg)
+            for (int64_t i = off; i < off + seg; i++)
+                dx[i] = (float)((double)dy[i] * a);
+    return r;
+}
+
+static void moments_group(const float *x, bn_rows v, int64_t g, int64_t start, int64_t len,
+                          const double *shift, bn_moments *out) {
+    for (int64_t j = 0; j < g; j++)
+        out[j] = moments(x + j * v.s, v, start, len, shift[j]);
+}
+
+static void normalize_group(float *y, const float *x, bn_rows v, int64_t g, int64_t start,
+                            int64_t len, const bn_coeffs *co) {
+    for (int64_t j = 0; j < g; j++)
+        normalize(y + j * v.s, x + j * v.s, v, start, len, co[j].mean, co[j].a, co[j].b);
+}
+
+static void grad_sums_group(const float *dy, const float *x, bn_rows v, int64_t g, int64_t start,
+                            int64_t len, const double *mean, const double *invstd,
+                            bn_grad_sums *out) {
+    for (int64_t j = 0; j < g; j++)
+        out[j] = grad_sums(dy + j * v.s, x + j * v.s, v, start, len, mean[j], invstd[j]);
+}
+
+static void train_dx_group(float *dx, const float *dy, const float *x, bn_rows v, int64_t g,
+                           int64_t start, int64_t len, const bn_coeffs *co) {
+    for (int64_t j = 0; j < g; j++)
+        train_dx(dx + j * v.s, dy + j * v.s, x + j * v.s, v, start, len, co[j].mean, co[j].a,
+                 co[j].b, co[j].k);
+}
+
+/* The portable kernels have no memory-order advantage to gain: their group forms just loop. */
+const bn_kernels bn_kernels_generic = {moments,        normalize,       grad_sums,      train_dx,
+                                       eval_backward,  moments_group,   normalize_group,
+                                       grad_sums_group, train_dx_group};

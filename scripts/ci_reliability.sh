@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Reliability checks that CI runs besides `mvn verify`:
+#   sanitize    the C tests (ctest) built with AddressSanitizer + UndefinedBehaviorSanitizer (gcc)
+#   fuzz        the libFuzzer harness native/fuzz (clang) for FUZZ_SECONDS (default 120)
+#   properties  the property-based Java tests at full size (Maven profile properties-full)
+# Usage: scripts/ci_reliability.sh [sanitize|fuzz|properties|all]...   (default: all)
+# Build trees go to target/native-asan and target/native-fuzz; fuzz findings to target/fuzz-artifacts.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+FUZZ_SECONDS="${FUZZ_SECONDS:-120}"
+JOBS="${JOBS:-2}"
+
+# clang, its sanitizer/libFuzzer runtime and its OpenMP runtime are Debian packages; a fresh machine
+# has only gcc. Install them when running as root (CI), else say what is missing.
+ensure_clang() {
+  local missing=()
+  command -v clang >/dev/null || missing+=(clang)
+  dpkg -s libclang-rt-14-dev >/dev/null 2>&1 || missing+=(libclang-rt-14-dev)
+  dpkg -s libomp-14-dev >/dev/null 2>&1 || missing+=(libomp-14-dev)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "ci_reliability: fuzzing needs the Debian packages: ${missing[*]} (apt-get install them)" >&2
+    exit 1
+  fi
+  echo "ci_reliability: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+run_sanitize() {
+  echo "== C tests under ASan + UBSan (gcc)"
+  cmake -S . -B target/native-asan -DBN_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DCMAKE_C_COMPILER=gcc >/dev/null
+  cmake --build target/native-asan --parallel "$JOBS"
+  (cd target/native-asan &&
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1 \
+    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --output-on-failure)
+}
+
+run_fuzz() {
+  ensure_clang
+  echo "== libFuzzer harness for ${FUZZ_SECONDS} s"
+  cmake -S . -B target/native-fuzz -DBN_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DCMAKE_C_COMPILER=clang >/dev/null
+  cmake --build target/native-fuzz --parallel "$JOBS" --target bn_fuzz
+  mkdir -p target/fuzz-corpus target/fuzz-artifacts
+  # Idle OpenMP workers sleep instead of spinning: the fuzzer's own thread needs the core.
+  # The first directory collects new inputs; the committed seeds are only read.
+  if ! OMP_WAIT_POLICY=passive target/native-fuzz/native/fuzz/bn_fuzz \
+      -max_total_time="$FUZZ_SECONDS" -timeout=30 -rss_limit_mb=4096 -print_final_stats=1 \
+      -artifact_prefix=target/fuzz-artifacts/ \
+      target/fuzz-corpus native/fuzz/corpus >target/fuzz.log 2>&1; then
+    grep -v -E '^#[0-9]+ +(NEW|REDUCE|pulse)' target/fuzz.log | tail -60
+    echo "ci_reliability: the fuzzer found a failure; reproduce with:" >&2
+    echo "  target/native-fuzz/native/fuzz/bn_fuzz target/fuzz-artifacts/<file>" >&2
+    exit 1
+  fi
+  grep -E '^(Done|stat::)' target/fuzz.log
+}
+
+run_properties() {
+  echo "== property-based Java tests, full size (>= 10^5 generated calls)"
+  # The default mvn verify already ran them small; this reruns only them, at full size.
+  mvn -B -q -Pproperties-full -Dtest=BatchNormPropertyTest -Dsurefire.failIfNoSpecifiedTests=false test
+}
+
+steps=("$@")
+[ ${#steps[@]} -eq 0 ] && steps=(all)
+for step in "${steps[@]}"; do
+  case "$step" in
+    sanitize) run_sanitize ;;
+    fuzz) run_fuzz ;;
+    properties) run_properties ;;
+    all) run_sanitize; run_fuzz; run_properties ;;
+    *) echo "usage: $0 [sanitize|fuzz|properties|all]..." >&2; exit 2 ;;
+  esac
+done
