@@ -1,0 +1,38 @@
+package dev.panamabn.bench;
+
+import dev.panamabn.reference.ScalarBatchNorm;
+
+/**
+ * java-scalar: {@link ScalarBatchNorm}, the project's plain scalar Java. It works on whole
+ * tensors, and NCHW channels are not contiguous, so it runs on the calling thread only.
+ */
+final class ScalarKernel implements Kernel {
+
+    private final ArrayTensors t;
+
+    ScalarKernel(Dims dims, int threads) {
+        if (threads != 1) {
+            throw new IllegalArgumentException(
+                    "threads: java-scalar is single-threaded, expected 1, got " + threads);
+        }
+        t = new ArrayTensors(dims);
+    }
+
+    @Override
+    public Runnable prepare(Op op) {
+        Runnable forwardTrain = () -> ScalarBatchNorm.forwardTrain(t.y, t.saveMean, t.saveInvstd,
+                t.runningMean, t.runningVar, t.x, t.weight, t.bias, t.n, t.c, t.s, TestData.EPS,
+                TestData.MOMENTUM);
+        forwardTrain.run();
+        return switch (op) {
+            case FORWARD_TRAIN -> forwardTrain;
+            case FORWARD_EVAL -> () -> ScalarBatchNorm.forwardEval(t.y, t.x, t.weight, t.bias,
+                    t.runningMean, t.runningVar, t.n, t.c, t.s, TestData.EPS);
+            case BACKWARD -> () -> ScalarBatchNorm.backwardTrain(t.dx, t.dweight, t.dbias, t.dy,
+                    t.x, t.weight, t.saveMean, t.saveInvstd, t.n, t.c, t.s);
+        };
+    }
+
+    @Override
+    public void close() {}
+}
