@@ -13,6 +13,8 @@
 #   --csv FILE      the merged CSV (default target/bench/bench.csv); the table is also written
 #                   beside it as FILE.txt
 #   --chart FILE    the chart (default: the CSV's name with .png)
+#   --no-install    don't apt-get install missing peers (by default, as root, the script installs
+#                   Debian's python3-torch, libdnnl-dev and python3-matplotlib when missing)
 #
 # Peers (each prints rows shape,layout,op,impl,threads,median_ns; one that cannot run prints
 # "skipped: <peer>: <reason>"):
@@ -30,6 +32,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 command_line="scripts/bench.sh $*"
 quick=0
+install=1
 csv=$root/target/bench/bench.csv
 chart=
 while [[ $# -gt 0 ]]; do
@@ -37,6 +40,7 @@ while [[ $# -gt 0 ]]; do
         --quick) quick=1; shift ;;
         --csv) csv=${2:?--csv needs a file}; shift 2 ;;
         --chart) chart=${2:?--chart needs a file}; shift 2 ;;
+        --no-install) install=0; shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "bench.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
     esac
@@ -96,6 +100,23 @@ read -r load _ </proc/loadavg
 if awk -v l="$load" -v n="$(nproc)" 'BEGIN { exit !(l > n / 2) }'; then
     echo "# warning: load average $load on $(nproc) cores: other work competes for the cores," \
          "so times will be noisy (OpenMP teams suffer most); compare ratios or rerun when idle"
+fi
+
+# --- peers' Debian packages -----------------------------------------------------------------
+# A fresh machine lacks the peers: install them when we may (root, apt-get); otherwise each
+# missing peer is skipped below with a visible line.
+if [[ $install -eq 1 && $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    missing=()
+    for pkg in python3-torch libdnnl-dev python3-matplotlib; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    if [[ ${#missing[@]} -gt 0 ]]; then
+        progress "installing Debian packages for the peers: ${missing[*]} (--no-install to skip)"
+        if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; } \
+                >"$work/apt.log" 2>&1; then
+            echo "bench.sh: apt-get install ${missing[*]} failed (see $work/apt.log); those peers will be skipped"
+        fi
+    fi
 fi
 
 # --- stream --------------------------------------------------------------------------------
