@@ -1,6 +1,8 @@
 package dev.panamabn.bench;
 
-/** The float arrays a pure-Java BatchNorm works on, filled with the suite's test data. */
+import java.util.Arrays;
+
+/** The float arrays a pure-Java BatchNorm works on, filled from the test data. */
 final class ArrayTensors {
 
     final int n;
@@ -19,22 +21,27 @@ final class ArrayTensors {
     final double[] saveMean;
     final double[] saveInvstd;
 
-    ArrayTensors(Dims dims) {
+    ArrayTensors(TestData data) {
+        Dims dims = data.dims();
         n = dims.n();
         c = dims.c();
         s = dims.s();
-        int count = dims.count();
-        x = TestData.uniform(count, 1);
-        dy = TestData.uniform(count, 2);
-        y = new float[count];
-        dx = new float[count];
-        weight = TestData.filled(c, TestData.WEIGHT);
-        bias = TestData.filled(c, TestData.BIAS);
+        x = data.x();
+        dy = data.dy();
+        y = new float[x.length];
+        dx = new float[x.length];
+        weight = data.weight();
+        bias = data.bias();
         dweight = new float[c];
         dbias = new float[c];
         runningMean = new float[c];
-        runningVar = TestData.filled(c, 1);
+        runningVar = new float[c];
+        Arrays.fill(runningVar, 1);
         saveMean = new double[c];
         saveInvstd = new double[c];
+    }
+
+    Outputs outputs() {
+        return Outputs.ofFloats(y, runningMean, runningVar, dx, dweight, dbias);
     }
 }

@@ -49,7 +49,7 @@ public class BatchNormBenchmark {
 
     @Setup
     public void setUp() {
-        kernel = Kernel.create(impl, Dims.parse(shape), threads);
+        kernel = Kernel.create(impl, TestData.timed(Dims.parse(shape)), threads);
         call = kernel.prepare(Op.of(op));
     }
 

@@ -28,6 +28,9 @@ import org.openjdk.jmh.runner.options.VerboseMode;
 /**
  * The Java side of scripts/bench.sh: runs {@link BatchNormBenchmark} through JMH and prints one
  * CSV row {@code shape,layout,op,impl,threads,median_ns} per case, like the suite's other peers.
+ * First it checks every requested impl, op and thread count against the double-precision
+ * reference ({@link KernelCheck}), printing a "# check" line each, and exits with status 1 and an
+ * ERROR line, timing nothing, when any is wrong.
  * median_ns is the median over all measurement iterations (of all forks) of JMH's average time
  * per call in that iteration. JMH's own log goes to stderr; lines starting with '#' are comments.
  * With --gc, the B/op lines are JMH's gc.alloc.rate.norm: all bytes the fork allocated during
@@ -47,6 +50,8 @@ public final class BenchMain {
               --forks 1
               --gc                             add JMH's GC profiler, print B/op per case
               --out FILE                       write the rows to FILE instead of stdout
+            Before timing, every impl, op and thread count is checked against the double-precision
+            reference; when one is wrong, nothing is timed and the exit status is 1.
             """;
 
     private BenchMain() {}
@@ -65,6 +70,10 @@ public final class BenchMain {
         List<String> threads = list(options, "threads", "1,2");
         shapes.forEach(Dims::parse);
         ops.forEach(Op::of);
+        threads.forEach(BenchMain::threadCount);
+        if (!checkAll(impls, ops, threads)) {
+            System.exit(1);
+        }
 
         ChainedOptionsBuilder common = new OptionsBuilder()
                 .include(BatchNormBenchmark.class.getName() + ".run$")
@@ -86,6 +95,9 @@ public final class BenchMain {
         for (int i = 0; i < impls.size(); i++) {
             String impl = impls.get(i);
             System.err.printf("# java: %s (%d of %d)%n", impl, i + 1, impls.size());
+            if (impl.equals("java-scalar")) {
+                System.err.println("# java: java-scalar is single-threaded, timed at threads=1 only");
+            }
             Collection<RunResult> results;
             try {
                 Options run = new OptionsBuilder().parent(base).param("impl", impl)
@@ -118,13 +130,55 @@ public final class BenchMain {
         }
     }
 
+    /**
+     * Runs {@link KernelCheck} on every impl, op and thread count that is to be timed, printing a
+     * "# check" line for each; false, after an ERROR line naming the failures, when any failed.
+     */
+    private static boolean checkAll(List<String> impls, List<String> ops, List<String> threads) {
+        System.err.printf("# java: checking %d impls x %d ops against the double-precision "
+                + "reference on %s (tolerance %.0e of each output's largest magnitude)%n",
+                impls.size(), ops.size(), KernelCheck.SHAPES, KernelCheck.TOLERANCE);
+        KernelCheck check = new KernelCheck(ops.stream().map(Op::of).toList());
+        List<KernelCheck.Result> failed = new ArrayList<>();
+        int count = 0;
+        for (String impl : impls) {
+            for (String t : threadsFor(impl, threads)) {
+                for (String op : ops) {
+                    KernelCheck.Result result = check.check(impl, Op.of(op), threadCount(t));
+                    System.err.println(result.line());
+                    count++;
+                    if (!result.passed()) {
+                        failed.add(result);
+                    }
+                }
+            }
+        }
+        if (failed.isEmpty()) {
+            System.err.printf("# java: all %d checks passed%n", count);
+            return true;
+        }
+        System.err.printf("ERROR: BenchMain: %d of %d checks failed, so nothing is timed: %s%n",
+                failed.size(), count,
+                String.join("; ", failed.stream().map(KernelCheck.Result::problem).toList()));
+        return false;
+    }
+
     /** java-scalar works on whole tensors on the calling thread: it runs at 1 thread only. */
     private static String[] threadsFor(String impl, List<String> threads) {
-        if (impl.equals("java-scalar")) {
-            System.err.println("# java: java-scalar is single-threaded, timed at threads=1 only");
-            return new String[] {"1"};
+        return impl.equals("java-scalar") ? new String[] {"1"} : threads.toArray(String[]::new);
+    }
+
+    private static int threadCount(String text) {
+        try {
+            int t = Integer.parseInt(text);
+            if (t < 1) {
+                throw new NumberFormatException();
+            }
+            return t;
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException(
+                    "--threads: expected positive integers, got '" + text + "'", e);
         }
-        return threads.toArray(String[]::new);
     }
 
     private static double median(RunResult result) {

@@ -1,6 +1,7 @@
 package dev.panamabn.bench;
 
 import java.util.Arrays;
+import java.util.stream.Collectors;
 
 /** A tensor shape as the suite writes it ("32x64x56x56"), viewed as (N, C, S). */
 record Dims(long[] dims) {
@@ -24,6 +25,13 @@ record Dims(long[] dims) {
     @Override
     public long[] dims() {
         return dims.clone();
+    }
+
+    /** As the suite writes it: "32x64x56x56". */
+    @Override
+    public String toString() {
+        return Arrays.stream(dims).mapToObj(Long::toString)
+                .collect(Collectors.joining("x"));
     }
 
     int n() {

@@ -14,15 +14,14 @@ final class PanamaArrayKernel implements Kernel {
     private final float[] dy;
     private final float[] dx;
 
-    PanamaArrayKernel(Dims dims, int threads) {
+    PanamaArrayKernel(TestData data, int threads) {
         Parallelism.setThreads(threads);
-        module = BatchNorm.create(dims.c());
-        PanamaKernel.initParameters(module);
-        shape = Shape.of(dims.dims());
-        x = TestData.uniform(dims.count(), 1);
-        dy = TestData.uniform(dims.count(), 2);
-        y = new float[dims.count()];
-        dx = new float[dims.count()];
+        module = PanamaKernel.createModule(data);
+        shape = Shape.of(data.dims().dims());
+        x = data.x();
+        dy = data.dy();
+        y = new float[x.length];
+        dx = new float[x.length];
     }
 
     @Override
@@ -37,6 +36,11 @@ final class PanamaArrayKernel implements Kernel {
             }
             case BACKWARD -> () -> module.backward(dy, x, shape, dx);
         };
+    }
+
+    @Override
+    public Outputs outputs() {
+        return PanamaKernel.outputs(module, y, dx);
     }
 
     @Override

@@ -1,6 +1,7 @@
 package dev.panamabn.bench;
 
 import dev.panamabn.BatchNorm;
+import dev.panamabn.BatchNormOptions;
 import dev.panamabn.Parallelism;
 import dev.panamabn.Shape;
 import java.lang.foreign.Arena;
@@ -18,26 +19,33 @@ final class PanamaKernel implements Kernel {
     private final MemorySegment dy;
     private final MemorySegment dx;
 
-    PanamaKernel(Dims dims, int threads) {
+    PanamaKernel(TestData data, int threads) {
         Parallelism.setThreads(threads);
-        module = BatchNorm.create(dims.c());
-        initParameters(module);
-        shape = Shape.of(dims.dims());
-        x = copyOf(TestData.uniform(dims.count(), 1));
-        dy = copyOf(TestData.uniform(dims.count(), 2));
-        y = arena.allocate(ValueLayout.JAVA_FLOAT, dims.count());
-        dx = arena.allocate(ValueLayout.JAVA_FLOAT, dims.count());
+        module = createModule(data);
+        shape = Shape.of(data.dims().dims());
+        x = arena.allocateFrom(ValueLayout.JAVA_FLOAT, data.x());
+        dy = arena.allocateFrom(ValueLayout.JAVA_FLOAT, data.dy());
+        y = arena.allocate(ValueLayout.JAVA_FLOAT, data.dims().count());
+        dx = arena.allocate(ValueLayout.JAVA_FLOAT, data.dims().count());
     }
 
-    static void initParameters(BatchNorm module) {
-        module.weight().elements(ValueLayout.JAVA_FLOAT)
-                .forEach(w -> w.set(ValueLayout.JAVA_FLOAT, 0, TestData.WEIGHT));
-        module.bias().elements(ValueLayout.JAVA_FLOAT)
-                .forEach(b -> b.set(ValueLayout.JAVA_FLOAT, 0, TestData.BIAS));
+    /** A module with the suite's eps, momentum, weight and bias. */
+    static BatchNorm createModule(TestData data) {
+        BatchNorm module = BatchNorm.create(BatchNormOptions.of(data.dims().c())
+                .withEps(TestData.EPS).withMomentum(TestData.MOMENTUM));
+        MemorySegment.copy(data.weight(), 0, module.weight(), ValueLayout.JAVA_FLOAT, 0,
+                data.dims().c());
+        MemorySegment.copy(data.bias(), 0, module.bias(), ValueLayout.JAVA_FLOAT, 0,
+                data.dims().c());
+        return module;
     }
 
-    private MemorySegment copyOf(float[] values) {
-        return arena.allocateFrom(ValueLayout.JAVA_FLOAT, values);
+    /** The module's running statistics and gradients beside the given y and dx. */
+    static Outputs outputs(BatchNorm module, float[] y, float[] dx) {
+        return Outputs.ofFloats(y, module.runningMean().toArray(ValueLayout.JAVA_FLOAT),
+                module.runningVar().toArray(ValueLayout.JAVA_FLOAT), dx,
+                module.weightGrad().toArray(ValueLayout.JAVA_FLOAT),
+                module.biasGrad().toArray(ValueLayout.JAVA_FLOAT));
     }
 
     @Override
@@ -52,6 +60,12 @@ final class PanamaKernel implements Kernel {
             }
             case BACKWARD -> () -> module.backward(dy, x, shape, dx);
         };
+    }
+
+    @Override
+    public Outputs outputs() {
+        return outputs(module, y.toArray(ValueLayout.JAVA_FLOAT),
+                dx.toArray(ValueLayout.JAVA_FLOAT));
     }
 
     @Override

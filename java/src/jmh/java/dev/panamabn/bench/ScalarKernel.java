@@ -10,12 +10,12 @@ final class ScalarKernel implements Kernel {
 
     private final ArrayTensors t;
 
-    ScalarKernel(Dims dims, int threads) {
+    ScalarKernel(TestData data, int threads) {
         if (threads != 1) {
             throw new IllegalArgumentException(
                     "threads: java-scalar is single-threaded, expected 1, got " + threads);
         }
-        t = new ArrayTensors(dims);
+        t = new ArrayTensors(data);
     }
 
     @Override
@@ -31,6 +31,11 @@ final class ScalarKernel implements Kernel {
             case BACKWARD -> () -> ScalarBatchNorm.backwardTrain(t.dx, t.dweight, t.dbias, t.dy,
                     t.x, t.weight, t.saveMean, t.saveInvstd, t.n, t.c, t.s);
         };
+    }
+
+    @Override
+    public Outputs outputs() {
+        return t.outputs();
     }
 
     @Override

@@ -1,17 +1,94 @@
 package dev.panamabn.bench;
 
-/** The inputs every implementation gets: the same values in each, so their work is the same. */
-final class TestData {
+import java.util.Arrays;
 
-    static final float WEIGHT = 1.5f;
-    static final float BIAS = 0.25f;
+/**
+ * The inputs an implementation gets for one shape: x and dy are (N,C,S), weight and bias (C).
+ * Every implementation gets the same values, so their work is the same. Running statistics start
+ * at PyTorch's defaults (mean 0, variance 1).
+ */
+record TestData(Dims dims, float[] x, float[] dy, float[] weight, float[] bias) {
+
     static final double EPS = 1e-5;
     static final double MOMENTUM = 0.1;
 
-    private TestData() {}
+    TestData {
+        int count = dims.count();
+        int c = dims.c();
+        if (x.length != count || dy.length != count || weight.length != c || bias.length != c) {
+            throw new IllegalArgumentException("test data for " + dims + ": expected x and dy of "
+                    + count + " values and weight and bias of " + c + ", got " + x.length + ", "
+                    + dy.length + ", " + weight.length + " and " + bias.length);
+        }
+        x = x.clone();
+        dy = dy.clone();
+        weight = weight.clone();
+        bias = bias.clone();
+    }
+
+    /** What the benchmark times: x and dy uniform in [-2, 2), weight 1.5, bias 0.25. */
+    static TestData timed(Dims dims) {
+        int count = dims.count();
+        return new TestData(dims, uniform(count, 1), uniform(count, 2),
+                filled(dims.c(), 1.5f), filled(dims.c(), 0.25f));
+    }
+
+    /**
+     * What the correctness check runs on: each channel its own spread (0.05 to 50), mean (up to
+     * 20 spreads away from 0, never a power of two), weight (either sign) and bias, and dy with a
+     * per-channel offset. A mean far from zero breaks a variance taken as E[x^2] - E[x]^2 in
+     * float; spreads as small as 0.05 make eps visible in y; a large spread makes the unbiased
+     * factor m/(m-1) visible in the running variance; distinct per-channel values catch a kernel
+     * that mixes up channels. Means stay within about 35 standard deviations so that a correct
+     * float32 kernel, which rounds the mean to float before subtracting it, stays well inside
+     * {@link KernelCheck}'s tolerance.
+     */
+    static TestData check(Dims dims) {
+        int n = dims.n();
+        int c = dims.c();
+        int s = dims.s();
+        float[] x = uniform(dims.count(), 3);
+        float[] dy = uniform(dims.count(), 4);
+        float[] weight = new float[c];
+        float[] bias = new float[c];
+        for (int ch = 0; ch < c; ch++) {
+            double spread = 0.05 * Math.pow(10, 1.5 * (1 + StrictMath.sin(1.9 * ch + 0.3)));
+            double mean = spread * 20 * StrictMath.sin(2.7 * ch + 1.1);
+            double dyOffset = 0.5 * StrictMath.cos(1.7 * ch);
+            for (int b = 0; b < n; b++) {
+                for (int i = (b * c + ch) * s; i < (b * c + ch + 1) * s; i++) {
+                    x[i] = (float) (mean + spread * 0.5 * x[i]);
+                    dy[i] = (float) (dyOffset + dy[i]);
+                }
+            }
+            weight[ch] = (float) (1.25 * StrictMath.cos(1.3 * ch) + 0.3);
+            bias[ch] = (float) (0.5 * StrictMath.sin(0.9 * ch + 0.4));
+        }
+        return new TestData(dims, x, dy, weight, bias);
+    }
+
+    @Override
+    public float[] x() {
+        return x.clone();
+    }
+
+    @Override
+    public float[] dy() {
+        return dy.clone();
+    }
+
+    @Override
+    public float[] weight() {
+        return weight.clone();
+    }
+
+    @Override
+    public float[] bias() {
+        return bias.clone();
+    }
 
     /** Deterministic values in [-2, 2) (a linear congruential generator, seeded). */
-    static float[] uniform(int count, int seed) {
+    private static float[] uniform(int count, int seed) {
         float[] v = new float[count];
         int state = seed;
         for (int i = 0; i < count; i++) {
@@ -21,9 +98,9 @@ final class TestData {
         return v;
     }
 
-    static float[] filled(int count, float value) {
+    private static float[] filled(int count, float value) {
         float[] v = new float[count];
-        java.util.Arrays.fill(v, value);
+        Arrays.fill(v, value);
         return v;
     }
 }

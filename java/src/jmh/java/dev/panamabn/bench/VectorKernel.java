@@ -8,8 +8,8 @@ final class VectorKernel implements Kernel {
     // one scratch pair per channel, so that threads never share one
     private final double[][] scratch;
 
-    VectorKernel(Dims dims, int threads) {
-        t = new ArrayTensors(dims);
+    VectorKernel(TestData data, int threads) {
+        t = new ArrayTensors(data);
         splitter = new ChannelSplitter(threads);
         scratch = new double[t.c][2];
     }
@@ -30,6 +30,11 @@ final class VectorKernel implements Kernel {
                     VectorBatchNorm.backwardTrain(t.dx, t.dweight, t.dbias, t.dy, t.x, t.weight,
                             t.saveMean, t.saveInvstd, t.n, t.c, t.s, scratch[c0], c0, c1));
         };
+    }
+
+    @Override
+    public Outputs outputs() {
+        return t.outputs();
     }
 
     @Override

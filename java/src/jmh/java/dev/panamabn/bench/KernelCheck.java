@@ -1,0 +1,175 @@
+package dev.panamabn.bench;
+
+import dev.panamabn.BatchNormOptions;
+import dev.panamabn.Shape;
+import dev.panamabn.reference.ReferenceBatchNorm;
+import java.util.EnumMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.function.Function;
+
+/**
+ * Checks that the implementations compute BatchNorm before their speed is measured: a fast wrong
+ * kernel would otherwise win the table. Each implementation gets ready and runs its timed call
+ * once, exactly as the benchmark does (see {@link Kernel#prepare}), on {@link TestData#check}
+ * data, and its outputs are compared with {@link ReferenceBatchNorm}, a plain double-precision
+ * BatchNorm from the main sources, put through the same steps.
+ */
+final class KernelCheck {
+
+    /**
+     * Shapes that reach every schedule: a small odd one (serial everywhere), and three above
+     * the 65536 elements where panama-batchnorm and java-vector go parallel: one channel, fewer
+     * than any thread count above 1 (the native split schedule; java-vector leaves threads
+     * idle), three channels with no vector tail (split at 2 threads), and 18 channels with odd
+     * rows (the native by-channel schedule at 2 threads, uneven blocks in java-vector).
+     */
+    static final List<Dims> SHAPES = List.of(Dims.parse("3x5x7x9"), Dims.parse("5x1x113x127"),
+            Dims.parse("4x3x64x64"), Dims.parse("2x18x47x41"));
+
+    /**
+     * The largest error allowed in an output, relative to that output's largest magnitude.
+     * A correct float32 kernel is off the double reference by a few roundings of 2^-24 each;
+     * the largest comes from the mean, which a float kernel rounds before subtracting: that
+     * moves (x - mean) by up to 2^-24 |mean|, which the check data keep within about
+     * 35 * 2^-24 of a standard deviation, about 20 * 2^-24 (1.2e-6) of y's range. Float partial
+     * sums (vector lanes, blocks) and the roundings of invstd, scale and the result add a few
+     * 2^-24 more. 1e-5 is about 170 * 2^-24: room for those several times over, while the
+     * mistakes that matter are far above it: eps left out (6e-3 on the check data's narrowest
+     * channel), the biased variance in the running variance (5e-4 on the smallest shape), a
+     * float variance taken as E[x^2] - E[x]^2 (1e-4 and up), channels mixed up (order 1).
+     */
+    static final double TOLERANCE = 1e-5;
+
+    /**
+     * One comparison: an implementation, op and thread count over all {@link #SHAPES}; worst
+     * names the output and shape of the largest error, failure an exception the kernel threw.
+     */
+    record Result(String impl, Op op, int threads, double error, String worst, String failure) {
+
+        boolean passed() {
+            return failure == null && error <= TOLERANCE;
+        }
+
+        /** The suite's "# check" line. */
+        String line() {
+            return String.format("# check %s %s threads=%d: max rel err %.2e (%s)%s", impl,
+                    op.label(), threads, error, worst, passed() ? "" : " FAILED");
+        }
+
+        /** What went wrong, for the error message. */
+        String problem() {
+            return String.format("%s %s threads=%d: %s", impl, op.label(), threads,
+                    failure != null ? failure : String.format(
+                            "max rel err %.2e in %s, above the tolerance %.0e", error, worst,
+                            TOLERANCE));
+        }
+    }
+
+    /** The outputs an op produces, by name. */
+    private enum Output {
+        Y("y", Outputs::y),
+        RUNNING_MEAN("running_mean", Outputs::runningMean),
+        RUNNING_VAR("running_var", Outputs::runningVar),
+        DX("dx", Outputs::dx),
+        DWEIGHT("dweight", Outputs::dweight),
+        DBIAS("dbias", Outputs::dbias);
+
+        final String label;
+        final Function<Outputs, double[]> values;
+
+        Output(String label, Function<Outputs, double[]> values) {
+            this.label = label;
+            this.values = values;
+        }
+
+        /** forward_eval must leave the running statistics as the training forward left them. */
+        static List<Output> of(Op op) {
+            return switch (op) {
+                case FORWARD_TRAIN, FORWARD_EVAL -> List.of(Y, RUNNING_MEAN, RUNNING_VAR);
+                case BACKWARD -> List.of(DX, DWEIGHT, DBIAS);
+            };
+        }
+    }
+
+    private final Map<Dims, TestData> data = new LinkedHashMap<>();
+    private final Map<Dims, Map<Op, Outputs>> expected = new LinkedHashMap<>();
+
+    /** Computes the reference outputs of {@code ops} on every shape. */
+    KernelCheck(List<Op> ops) {
+        for (Dims dims : SHAPES) {
+            TestData d = TestData.check(dims);
+            data.put(dims, d);
+            Map<Op, Outputs> byOp = new EnumMap<>(Op.class);
+            for (Op op : ops) {
+                byOp.put(op, reference(d, op));
+            }
+            expected.put(dims, byOp);
+        }
+    }
+
+    /** Runs {@code impl}'s call for {@code op} at {@code threads} on every shape. */
+    Result check(String impl, Op op, int threads) {
+        double error = 0;
+        String worst = null;
+        for (Dims dims : SHAPES) {
+            Outputs actual;
+            try (Kernel kernel = Kernel.create(impl, data.get(dims), threads)) {
+                kernel.prepare(op).run();
+                actual = kernel.outputs();
+            } catch (RuntimeException e) {
+                return new Result(impl, op, threads, Double.NaN, "on " + dims,
+                        "threw " + e + " on " + dims);
+            }
+            for (Output output : Output.of(op)) {
+                double e = relativeError(output.values.apply(actual),
+                        output.values.apply(expected.get(dims).get(op)));
+                // Double.compare puts NaN above everything: a NaN output stays the worst
+                if (worst == null || Double.compare(e, error) > 0) {
+                    error = e;
+                    worst = output.label + " on " + dims;
+                }
+            }
+        }
+        return new Result(impl, op, threads, error, worst, null);
+    }
+
+    /**
+     * The reference replays what {@link Kernel#prepare} and one run of the call do: one training
+     * forward, then the op.
+     */
+    private static Outputs reference(TestData d, Op op) {
+        int c = d.dims().c();
+        Shape shape = Shape.of(d.dims().dims());
+        ReferenceBatchNorm module = new ReferenceBatchNorm(BatchNormOptions.of(c)
+                .withEps(TestData.EPS).withMomentum(TestData.MOMENTUM));
+        System.arraycopy(Outputs.widened(d.weight()), 0, module.weight(), 0, c);
+        System.arraycopy(Outputs.widened(d.bias()), 0, module.bias(), 0, c);
+        double[] x = Outputs.widened(d.x());
+        double[] y = module.forward(x, shape);
+        ReferenceBatchNorm.Gradients g = null;
+        switch (op) {
+            case FORWARD_TRAIN -> y = module.forward(x, shape);
+            case FORWARD_EVAL -> y = module.eval().forward(x, shape);
+            case BACKWARD -> g = module.backward(Outputs.widened(d.dy()), x, shape);
+        }
+        return new Outputs(y, module.runningMean().clone(), module.runningVar().clone(),
+                g == null ? null : g.dx(), g == null ? null : g.dweight(),
+                g == null ? null : g.dbias());
+    }
+
+    /** max |actual - expected| / max |expected|; NaN when actual holds a NaN. */
+    static double relativeError(double[] actual, double[] expected) {
+        if (actual.length != expected.length) {
+            return Double.POSITIVE_INFINITY;
+        }
+        double diff = 0;
+        double scale = 0;
+        for (int i = 0; i < expected.length; i++) {
+            diff = Math.max(diff, Math.abs(actual[i] - expected[i]));
+            scale = Math.max(scale, Math.abs(expected[i]));
+        }
+        return diff == 0 ? 0 : diff / scale;
+    }
+}
