@@ -12,7 +12,10 @@ import jdk.incubator.vector.VectorSpecies;
  * outputs come first, statistics are double and the variance is two-pass. Each function works
  * on the channels {@code [c0, c1)} so that callers can split channels over threads. Each run of
  * S contiguous values is summed in float lanes and the runs are added in double, which keeps
- * the vector loop simple and the accuracy close to a double sum for moderate S.
+ * the vector loop simple. Float lanes lose about 2^-24 of the values' magnitude per addition,
+ * which for a channel whose |mean| is many standard deviations is a visible error in the mean:
+ * the second pass therefore also sums the deviations from that first mean, which corrects it
+ * (the corrected two-pass algorithm), and its own error scales with the deviations only.
  */
 final class VectorBatchNorm {
 
@@ -21,24 +24,29 @@ final class VectorBatchNorm {
     private VectorBatchNorm() {}
 
     /**
-     * Training forward for channels [c0, c1).
+     * Training forward for channels [c0, c1); sums is scratch space of length 2.
      * x, y are (N,C,S); weight, bias, runningMean, runningVar, saveMean, saveInvstd are (C).
      */
     static void forwardTrain(float[] y, double[] saveMean, double[] saveInvstd,
             float[] runningMean, float[] runningVar, float[] x, float[] weight, float[] bias,
-            int n, int c, int s, double eps, double factor, int c0, int c1) {
+            int n, int c, int s, double eps, double factor, double[] sums, int c0, int c1) {
         long m = (long) n * s;
         for (int ch = c0; ch < c1; ch++) {
             double sum = 0;
             for (int b = 0; b < n; b++) {
                 sum += sum(x, (b * c + ch) * s, s);
             }
-            double mean = sum / m;
+            float firstMean = (float) (sum / m);
+            double deviations = 0;
             double squares = 0;
             for (int b = 0; b < n; b++) {
-                squares += squaredDeviations(x, (b * c + ch) * s, s, (float) mean);
+                deviationSums(sums, x, (b * c + ch) * s, s, firstMean);
+                deviations += sums[0];
+                squares += sums[1];
             }
-            double var = squares / m;
+            double shift = deviations / m;
+            double mean = firstMean + shift;
+            double var = Math.max(0, squares / m - shift * shift);
             double invstd = 1 / Math.sqrt(var + eps);
             float scale = (float) (invstd * weight[ch]);
             for (int b = 0; b < n; b++) {
@@ -83,6 +91,10 @@ final class VectorBatchNorm {
                 sumDy += sums[0];
                 sumDyCentered += sums[1];
             }
+            // The sums centred x on the mean rounded to float; (mean - that) * sumDy puts the
+            // exact mean back. Without it dweight is off by about 2^-24 |mean| sumDy, which
+            // outgrows dweight itself when |mean| >> std and dy has a mean of its own.
+            sumDyCentered += (mean - saveMean[ch]) * sumDy;
             double invstd = saveInvstd[ch];
             dbias[ch] = (float) sumDy;
             dweight[ch] = (float) (sumDyCentered * invstd);
@@ -110,21 +122,26 @@ final class VectorBatchNorm {
         return total;
     }
 
-    // a is (len) from off: sum of (a - mean)^2
-    private static double squaredDeviations(float[] a, int off, int len, float mean) {
+    // a is (len) from off: sums[0] = sum (a - mean), sums[1] = sum (a - mean)^2
+    private static void deviationSums(double[] sums, float[] a, int off, int len, float mean) {
         FloatVector acc = FloatVector.zero(SPECIES);
+        FloatVector accSquares = FloatVector.zero(SPECIES);
         int bound = off + SPECIES.loopBound(len);
         int i = off;
         for (; i < bound; i += SPECIES.length()) {
             FloatVector d = FloatVector.fromArray(SPECIES, a, i).sub(mean);
-            acc = d.fma(d, acc);
+            acc = acc.add(d);
+            accSquares = d.fma(d, accSquares);
         }
         double total = acc.reduceLanes(VectorOperators.ADD);
+        double squares = accSquares.reduceLanes(VectorOperators.ADD);
         for (; i < off + len; i++) {
             double d = a[i] - mean;
-            total += d * d;
+            total += d;
+            squares += d * d;
         }
-        return total;
+        sums[0] = total;
+        sums[1] = squares;
     }
 
     // y, x are (len) from off: y = (x - mean) * scale + shift

@@ -19,7 +19,7 @@ final class VectorKernel implements Kernel {
         Runnable forwardTrain = () -> splitter.run(t.c, t.x.length, (c0, c1) ->
                 VectorBatchNorm.forwardTrain(t.y, t.saveMean, t.saveInvstd, t.runningMean,
                         t.runningVar, t.x, t.weight, t.bias, t.n, t.c, t.s, TestData.EPS,
-                        TestData.MOMENTUM, c0, c1));
+                        TestData.MOMENTUM, scratch[c0], c0, c1));
         forwardTrain.run();
         return switch (op) {
             case FORWARD_TRAIN -> forwardTrain;
