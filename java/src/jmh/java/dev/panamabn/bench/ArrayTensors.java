@@ -1,7 +1,5 @@
 package dev.panamabn.bench;
 
-import java.util.Arrays;
-
 /** The float arrays a pure-Java BatchNorm works on, filled from the test data. */
 final class ArrayTensors {
 
@@ -34,9 +32,8 @@ final class ArrayTensors {
         bias = data.bias();
         dweight = new float[c];
         dbias = new float[c];
-        runningMean = new float[c];
-        runningVar = new float[c];
-        Arrays.fill(runningVar, 1);
+        runningMean = data.runningMean();
+        runningVar = data.runningVar();
         saveMean = new double[c];
         saveInvstd = new double[c];
     }

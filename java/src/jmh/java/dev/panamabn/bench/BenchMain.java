@@ -138,6 +138,7 @@ public final class BenchMain {
         System.err.printf("# java: checking %d impls x %d ops against the double-precision "
                 + "reference on %s (tolerance %.0e of each output's largest magnitude)%n",
                 impls.size(), ops.size(), KernelCheck.SHAPES, KernelCheck.TOLERANCE);
+        long start = System.nanoTime();
         KernelCheck check = new KernelCheck(ops.stream().map(Op::of).toList());
         List<KernelCheck.Result> failed = new ArrayList<>();
         int count = 0;
@@ -154,7 +155,8 @@ public final class BenchMain {
             }
         }
         if (failed.isEmpty()) {
-            System.err.printf("# java: all %d checks passed%n", count);
+            System.err.printf("# java: all %d checks passed (%.1f s)%n", count,
+                    (System.nanoTime() - start) * 1e-9);
             return true;
         }
         System.err.printf("ERROR: BenchMain: %d of %d checks failed, so nothing is timed: %s%n",

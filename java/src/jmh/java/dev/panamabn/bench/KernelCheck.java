@@ -4,7 +4,6 @@ import dev.panamabn.BatchNormOptions;
 import dev.panamabn.Shape;
 import dev.panamabn.reference.ReferenceBatchNorm;
 import java.util.EnumMap;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.function.Function;
@@ -31,14 +30,16 @@ final class KernelCheck {
     /**
      * The largest error allowed in an output, relative to that output's largest magnitude.
      * A correct float32 kernel is off the double reference by a few roundings of 2^-24 each;
-     * the largest comes from the mean, which a float kernel rounds before subtracting: that
-     * moves (x - mean) by up to 2^-24 |mean|, which the check data keep within about
-     * 35 * 2^-24 of a standard deviation, about 20 * 2^-24 (1.2e-6) of y's range. Float partial
-     * sums (vector lanes, blocks) and the roundings of invstd, scale and the result add a few
-     * 2^-24 more. 1e-5 is about 170 * 2^-24: room for those several times over, while the
-     * mistakes that matter are far above it: eps left out (6e-3 on the check data's narrowest
-     * channel), the biased variance in the running variance (5e-4 on the smallest shape), a
-     * float variance taken as E[x^2] - E[x]^2 (1e-4 and up), channels mixed up (order 1).
+     * the largest comes from the mean, which a float kernel rounds before subtracting (and
+     * stores, as the running mean): that moves (x - mean) by up to 2^-24 |mean|, which the check
+     * data keep within 35 standard deviations, so by up to about 20 * 2^-24 (1.2e-6) of y's
+     * range. Float partial sums (vector lanes, blocks) and the roundings of invstd, scale and
+     * the result add a few 2^-24 more. 1e-5 is about 170 * 2^-24: room for all that several
+     * times over, while the mistakes that matter land above it: eps left out or a biased
+     * running variance (1e-3 and up on the check data), channels mixed up or dropped (order 1),
+     * and, closest, a variance taken as E[x^2] - E[x]^2 from float sums (1e-5 to 6e-5): its
+     * error grows as (mean / std)^2 and a correct kernel's as mean / std, so more distant
+     * means would show it better but would also eat into the correct kernels' margin.
      */
     static final double TOLERANCE = 1e-5;
 
@@ -93,29 +94,28 @@ final class KernelCheck {
         }
     }
 
-    private final Map<Dims, TestData> data = new LinkedHashMap<>();
-    private final Map<Dims, Map<Op, Outputs>> expected = new LinkedHashMap<>();
+    /** One shape's check data and the reference's outputs for each op. */
+    private record Case(TestData data, Map<Op, Outputs> expected) {}
+
+    private final List<Case> cases;
 
     /** Computes the reference outputs of {@code ops} on every shape. */
     KernelCheck(List<Op> ops) {
-        for (Dims dims : SHAPES) {
-            TestData d = TestData.check(dims);
-            data.put(dims, d);
-            Map<Op, Outputs> byOp = new EnumMap<>(Op.class);
-            for (Op op : ops) {
-                byOp.put(op, reference(d, op));
-            }
-            expected.put(dims, byOp);
-        }
+        cases = SHAPES.stream().map(TestData::check).map(d -> {
+            Map<Op, Outputs> expected = new EnumMap<>(Op.class);
+            ops.forEach(op -> expected.put(op, reference(d, op)));
+            return new Case(d, expected);
+        }).toList();
     }
 
     /** Runs {@code impl}'s call for {@code op} at {@code threads} on every shape. */
     Result check(String impl, Op op, int threads) {
         double error = 0;
         String worst = null;
-        for (Dims dims : SHAPES) {
+        for (Case c : cases) {
+            Dims dims = c.data().dims();
             Outputs actual;
-            try (Kernel kernel = Kernel.create(impl, data.get(dims), threads)) {
+            try (Kernel kernel = Kernel.create(impl, c.data(), threads)) {
                 kernel.prepare(op).run();
                 actual = kernel.outputs();
             } catch (RuntimeException e) {
@@ -124,7 +124,7 @@ final class KernelCheck {
             }
             for (Output output : Output.of(op)) {
                 double e = relativeError(output.values.apply(actual),
-                        output.values.apply(expected.get(dims).get(op)));
+                        output.values.apply(c.expected().get(op)));
                 // Double.compare puts NaN above everything: a NaN output stays the worst
                 if (worst == null || Double.compare(e, error) > 0) {
                     error = e;
@@ -137,7 +137,7 @@ final class KernelCheck {
 
     /**
      * The reference replays what {@link Kernel#prepare} and one run of the call do: one training
-     * forward, then the op.
+     * forward, then the op. The outputs the op does not produce are null.
      */
     private static Outputs reference(TestData d, Op op) {
         int c = d.dims().c();
@@ -146,17 +146,23 @@ final class KernelCheck {
                 .withEps(TestData.EPS).withMomentum(TestData.MOMENTUM));
         System.arraycopy(Outputs.widened(d.weight()), 0, module.weight(), 0, c);
         System.arraycopy(Outputs.widened(d.bias()), 0, module.bias(), 0, c);
+        System.arraycopy(Outputs.widened(d.runningMean()), 0, module.runningMean(), 0, c);
+        System.arraycopy(Outputs.widened(d.runningVar()), 0, module.runningVar(), 0, c);
         double[] x = Outputs.widened(d.x());
-        double[] y = module.forward(x, shape);
-        ReferenceBatchNorm.Gradients g = null;
-        switch (op) {
-            case FORWARD_TRAIN -> y = module.forward(x, shape);
-            case FORWARD_EVAL -> y = module.eval().forward(x, shape);
-            case BACKWARD -> g = module.backward(Outputs.widened(d.dy()), x, shape);
-        }
-        return new Outputs(y, module.runningMean().clone(), module.runningVar().clone(),
-                g == null ? null : g.dx(), g == null ? null : g.dweight(),
-                g == null ? null : g.dbias());
+        module.forward(x, shape);
+        return switch (op) {
+            case FORWARD_TRAIN -> forwardOutputs(module, module.forward(x, shape));
+            case FORWARD_EVAL -> forwardOutputs(module, module.eval().forward(x, shape));
+            case BACKWARD -> {
+                ReferenceBatchNorm.Gradients g = module.backward(Outputs.widened(d.dy()), x, shape);
+                yield new Outputs(null, null, null, g.dx(), g.dweight(), g.dbias());
+            }
+        };
+    }
+
+    private static Outputs forwardOutputs(ReferenceBatchNorm module, double[] y) {
+        return new Outputs(y, module.runningMean().clone(), module.runningVar().clone(), null,
+                null, null);
     }
 
     /** max |actual - expected| / max |expected|; NaN when actual holds a NaN. */

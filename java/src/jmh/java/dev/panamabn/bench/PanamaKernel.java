@@ -29,14 +29,17 @@ final class PanamaKernel implements Kernel {
         dx = arena.allocate(ValueLayout.JAVA_FLOAT, data.dims().count());
     }
 
-    /** A module with the suite's eps, momentum, weight and bias. */
+    /** A module with the suite's eps and momentum and the data's parameters and statistics. */
     static BatchNorm createModule(TestData data) {
-        BatchNorm module = BatchNorm.create(BatchNormOptions.of(data.dims().c())
+        int c = data.dims().c();
+        BatchNorm module = BatchNorm.create(BatchNormOptions.of(c)
                 .withEps(TestData.EPS).withMomentum(TestData.MOMENTUM));
-        MemorySegment.copy(data.weight(), 0, module.weight(), ValueLayout.JAVA_FLOAT, 0,
-                data.dims().c());
-        MemorySegment.copy(data.bias(), 0, module.bias(), ValueLayout.JAVA_FLOAT, 0,
-                data.dims().c());
+        MemorySegment.copy(data.weight(), 0, module.weight(), ValueLayout.JAVA_FLOAT, 0, c);
+        MemorySegment.copy(data.bias(), 0, module.bias(), ValueLayout.JAVA_FLOAT, 0, c);
+        MemorySegment.copy(data.runningMean(), 0, module.runningMean(), ValueLayout.JAVA_FLOAT,
+                0, c);
+        MemorySegment.copy(data.runningVar(), 0, module.runningVar(), ValueLayout.JAVA_FLOAT,
+                0, c);
         return module;
     }
 

@@ -3,11 +3,12 @@ package dev.panamabn.bench;
 import java.util.Arrays;
 
 /**
- * The inputs an implementation gets for one shape: x and dy are (N,C,S), weight and bias (C).
- * Every implementation gets the same values, so their work is the same. Running statistics start
- * at PyTorch's defaults (mean 0, variance 1).
+ * The inputs an implementation gets for one shape: x and dy are (N,C,S); weight, bias and the
+ * initial running statistics are (C). Every implementation gets the same values, so their work
+ * is the same.
  */
-record TestData(Dims dims, float[] x, float[] dy, float[] weight, float[] bias) {
+record TestData(Dims dims, float[] x, float[] dy, float[] weight, float[] bias,
+        float[] runningMean, float[] runningVar) {
 
     static final double EPS = 1e-5;
     static final double MOMENTUM = 0.1;
@@ -15,33 +16,42 @@ record TestData(Dims dims, float[] x, float[] dy, float[] weight, float[] bias) 
     TestData {
         int count = dims.count();
         int c = dims.c();
-        if (x.length != count || dy.length != count || weight.length != c || bias.length != c) {
+        if (x.length != count || dy.length != count || weight.length != c || bias.length != c
+                || runningMean.length != c || runningVar.length != c) {
             throw new IllegalArgumentException("test data for " + dims + ": expected x and dy of "
-                    + count + " values and weight and bias of " + c + ", got " + x.length + ", "
-                    + dy.length + ", " + weight.length + " and " + bias.length);
+                    + count + " values and the others of " + c + ", got " + x.length + ", "
+                    + dy.length + ", " + weight.length + ", " + bias.length + ", "
+                    + runningMean.length + " and " + runningVar.length);
         }
         x = x.clone();
         dy = dy.clone();
         weight = weight.clone();
         bias = bias.clone();
+        runningMean = runningMean.clone();
+        runningVar = runningVar.clone();
     }
 
-    /** What the benchmark times: x and dy uniform in [-2, 2), weight 1.5, bias 0.25. */
+    /**
+     * What the benchmark times: x and dy uniform in [-2, 2), weight 1.5, bias 0.25, running
+     * statistics at PyTorch's defaults (mean 0, variance 1).
+     */
     static TestData timed(Dims dims) {
         int count = dims.count();
-        return new TestData(dims, uniform(count, 1), uniform(count, 2),
-                filled(dims.c(), 1.5f), filled(dims.c(), 0.25f));
+        int c = dims.c();
+        return new TestData(dims, uniform(count, 1), uniform(count, 2), filled(c, 1.5f),
+                filled(c, 0.25f), filled(c, 0), filled(c, 1));
     }
 
     /**
      * What the correctness check runs on: each channel its own spread (0.05 to 50), mean (up to
-     * 20 spreads away from 0, never a power of two), weight (either sign) and bias, and dy with a
-     * per-channel offset. A mean far from zero breaks a variance taken as E[x^2] - E[x]^2 in
-     * float; spreads as small as 0.05 make eps visible in y; a large spread makes the unbiased
-     * factor m/(m-1) visible in the running variance; distinct per-channel values catch a kernel
-     * that mixes up channels. Means stay within about 35 standard deviations so that a correct
-     * float32 kernel, which rounds the mean to float before subtracting it, stays well inside
-     * {@link KernelCheck}'s tolerance.
+     * 20 spreads away from 0, never a power of two), weight (either sign) and bias, dy with a
+     * per-channel offset, and running statistics near the channel's own, as in a trained
+     * network. A mean far from zero breaks a variance taken as E[x^2] - E[x]^2 in float;
+     * variances down to 1e-3 make eps visible in y, also in eval mode; running variances of the
+     * batch's size make the unbiased factor m/(m-1) visible; distinct per-channel values catch a
+     * kernel that mixes up channels. Means stay within about 35 standard deviations so that a
+     * correct float32 kernel, which rounds the mean to float before subtracting it, stays well
+     * inside {@link KernelCheck}'s tolerance.
      */
     static TestData check(Dims dims) {
         int n = dims.n();
@@ -51,6 +61,8 @@ record TestData(Dims dims, float[] x, float[] dy, float[] weight, float[] bias) 
         float[] dy = uniform(dims.count(), 4);
         float[] weight = new float[c];
         float[] bias = new float[c];
+        float[] runningMean = new float[c];
+        float[] runningVar = new float[c];
         for (int ch = 0; ch < c; ch++) {
             double spread = 0.05 * Math.pow(10, 1.5 * (1 + StrictMath.sin(1.9 * ch + 0.3)));
             double mean = spread * 20 * StrictMath.sin(2.7 * ch + 1.1);
@@ -63,8 +75,10 @@ record TestData(Dims dims, float[] x, float[] dy, float[] weight, float[] bias) 
             }
             weight[ch] = (float) (1.25 * StrictMath.cos(1.3 * ch) + 0.3);
             bias[ch] = (float) (0.5 * StrictMath.sin(0.9 * ch + 0.4));
+            runningMean[ch] = (float) (mean + 0.37 * spread);
+            runningVar[ch] = (float) (0.6 * spread * spread / 3);
         }
-        return new TestData(dims, x, dy, weight, bias);
+        return new TestData(dims, x, dy, weight, bias, runningMean, runningVar);
     }
 
     @Override
@@ -85,6 +99,16 @@ record TestData(Dims dims, float[] x, float[] dy, float[] weight, float[] bias) 
     @Override
     public float[] bias() {
         return bias.clone();
+    }
+
+    @Override
+    public float[] runningMean() {
+        return runningMean.clone();
+    }
+
+    @Override
+    public float[] runningVar() {
+        return runningVar.clone();
     }
 
     /** Deterministic values in [-2, 2) (a linear congruential generator, seeded). */
