@@ -96,7 +96,8 @@ public final class BenchMain {
             String impl = impls.get(i);
             System.err.printf("# java: %s (%d of %d)%n", impl, i + 1, impls.size());
             if (impl.equals("java-scalar")) {
-                System.err.println("# java: java-scalar is single-threaded, timed at threads=1 only");
+                System.err.println(
+                        "# java: java-scalar is single-threaded, timed at threads=1 only");
             }
             Collection<RunResult> results;
             try {

@@ -47,8 +47,8 @@ record TestData(Dims dims, float[] x, float[] dy, float[] weight, float[] bias,
      * 20 spreads away from 0, never a power of two), weight (either sign) and bias, dy with a
      * per-channel offset, and running statistics near the channel's own, as in a trained
      * network. A mean far from zero breaks a variance taken as E[x^2] - E[x]^2 in float;
-     * variances down to 1e-3 make eps visible in y, also in eval mode; running variances of the
-     * batch's size make the unbiased factor m/(m-1) visible; distinct per-channel values catch a
+     * variances down to 1e-3 make eps visible in y, also in eval mode; running variances near the
+     * batch's make the unbiased factor m/(m-1) visible; distinct per-channel values catch a
      * kernel that mixes up channels. Means stay within about 35 standard deviations so that a
      * correct float32 kernel, which rounds the mean to float before subtracting it, stays well
      * inside {@link KernelCheck}'s tolerance.
@@ -64,7 +64,8 @@ record TestData(Dims dims, float[] x, float[] dy, float[] weight, float[] bias,
         float[] runningMean = new float[c];
         float[] runningVar = new float[c];
         for (int ch = 0; ch < c; ch++) {
-            double spread = 0.05 * Math.pow(10, 1.5 * (1 + StrictMath.sin(1.9 * ch + 0.3)));
+            double spread =
+                    0.05 * StrictMath.pow(10, 1.5 * (1 + StrictMath.sin(1.9 * ch + 0.3)));
             double mean = spread * 20 * StrictMath.sin(2.7 * ch + 1.1);
             double dyOffset = 0.5 * StrictMath.cos(1.7 * ch);
             for (int b = 0; b < n; b++) {
