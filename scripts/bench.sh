@@ -180,7 +180,7 @@ if [[ $built -eq 1 ]]; then
     then
         grep '^# alloc' "$raw/java.csv" | sed 's/^/    /' || true
     else
-        skip java "JMH failed (log: $work/java.log): $(grep -m 3 -E 'ERROR|Exception' "$work/java.log" | tr '\n' ' ')"
+        skip java "the Java run (correctness check or JMH) failed (log: $work/java.log): $(grep -m 3 -E 'ERROR|Exception' "$work/java.log" | tr '\n' ' ')"
         rm -f "$raw/java.csv"
     fi
 fi
