@@ -50,7 +50,7 @@ extern "C" {
 #define BN_ERR_BAD_EPS 5            /* eps is NaN, infinite or negative */
 #define BN_ERR_BAD_FACTOR 6         /* running-stat factor is NaN or outside [0, 1] */
 #define BN_ERR_UNSUPPORTED_LAYOUT 7 /* layout is not BN_LAYOUT_NCS */
-#define BN_ERR_BAD_THREADS 8        /* thread count < 1 */
+#define BN_ERR_BAD_THREADS 8        /* thread count < 1 or > 1024 */
 
 /* A static, NUL-terminated English description of a status code (never NULL). */
 BN_API const char *bn_status_message(int32_t status);
@@ -114,9 +114,11 @@ BN_API int32_t bn_backward_eval_f32(float *dx, float *dweight, float *dbias,
                              double eps);
 
 /*
- * Thread count used by every later call (all calling threads), >= 1. The default is the
- * number of processors OpenMP reports. Results do not depend on it: the reduction order is a
- * function of the shape alone.
+ * Thread count used by every later call (all calling threads), in 1..1024; any other value
+ * returns BN_ERR_BAD_THREADS and keeps the setting (the OpenMP runtime kills the process when it
+ * cannot create the threads of a team, so an absurd count is refused up front). The default is
+ * the number of processors OpenMP reports, at most 1024. Results do not depend on it: the
+ * reduction order is a function of the shape alone.
  */
 BN_API int32_t bn_set_num_threads(int32_t num_threads);
 

@@ -11,13 +11,20 @@
 #define BN_PARALLEL_MIN_ELEMENTS 65536
 
 /*
+ * The largest thread count bn_set_num_threads accepts (documented in batchnorm.h). libgomp exits
+ * the process or crashes when it cannot create the threads (or their bookkeeping) a team asks
+ * for, so an absurd count must be refused before any region sees it.
+ */
+#define BN_MAX_THREADS 1024
+
+/*
  * One setting for the whole library, read by every calling thread (omp_set_num_threads would be
  * per calling thread). 0 means "not chosen yet": the processor count.
  */
 static atomic_int bn_num_threads;
 
 int32_t bn_set_num_threads(int32_t num_threads) {
-    if (num_threads < 1)
+    if (num_threads < 1 || num_threads > BN_MAX_THREADS)
         return BN_ERR_BAD_THREADS;
     atomic_store_explicit(&bn_num_threads, num_threads, memory_order_relaxed);
     return BN_OK;
@@ -28,7 +35,7 @@ int32_t bn_get_num_threads(void) {
     if (t > 0)
         return t;
     t = omp_get_num_procs();
-    t = t > 0 ? t : 1;
+    t = t < 1 ? 1 : t > BN_MAX_THREADS ? BN_MAX_THREADS : t;
     /* cache the default unless a setting arrived meanwhile */
     int unset = 0;
     atomic_compare_exchange_strong_explicit(&bn_num_threads, &unset, t, memory_order_relaxed,

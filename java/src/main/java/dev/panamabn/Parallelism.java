@@ -13,17 +13,20 @@ import dev.panamabn.internal.BatchNormNative;
  */
 public final class Parallelism {
 
+    /** The largest thread count {@link #setThreads} accepts (the native library's limit). */
+    public static final int MAX_THREADS = 1024;
+
     private Parallelism() {
     }
 
     /**
      * Sets the thread count for all later calls.
      *
-     * @throws IllegalArgumentException when {@code threads < 1}
+     * @throws IllegalArgumentException when {@code threads} is outside {@code 1..}{@value #MAX_THREADS}
      */
     public static void setThreads(int threads) {
-        if (threads < 1) {
-            throw new IllegalArgumentException("threads must be >= 1, got " + threads);
+        if (threads < 1 || threads > MAX_THREADS) {
+            throw new IllegalArgumentException("threads must be in 1.." + MAX_THREADS + ", got " + threads);
         }
         NativeLibrary.ensureLoaded();
         NativeCalls.check(BatchNormNative.bn_set_num_threads(threads), "bn_set_num_threads");
