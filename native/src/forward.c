@@ -45,7 +45,9 @@ static bn_coeffs train_finalize(const void *p, int64_t ch, bn_partial total) {
     double shift = isfinite(x[0]) ? (double)x[0] : 0.0;
     double mean = shift + total.mo.sum / (double)a->m;
     double var = total.mo.m2 / (double)a->m;
-    double invstd = 1.0 / sqrt(var + a->eps);
+    /* PyTorch's InvStd: a constant channel with eps == 0 gets invstd 0 (y = bias, zero dx and
+     * dweight) rather than 1/0 and NaN outputs. Eval mode has no such rule. */
+    double invstd = var == 0.0 && a->eps == 0.0 ? 0.0 : 1.0 / sqrt(var + a->eps);
     if (a->save_mean)
         a->save_mean[ch] = mean;
     if (a->save_invstd)
