@@ -120,6 +120,13 @@ BN_API int32_t bn_backward_eval_f32(float *dx, float *dweight, float *dbias,
  * cannot create the threads of a team, so an absurd count is refused up front). The default is
  * the number of processors OpenMP reports, at most 1024. Results do not depend on it: the
  * reduction order is a function of the shape alone.
+ *
+ * Oversubscription policy: one team for the whole process. A call large enough to go parallel
+ * takes a process-wide team slot and runs with this many threads; a call that finds the slot
+ * taken (another thread's call is running its team) runs on its calling thread alone, with the
+ * same results. So k threads calling at once use at most k + T - 1 threads (T this count), never
+ * k*T. Small calls never use a team. The OpenMP runtime keeps the helpers of every thread that
+ * has led a team alive (idle) until that thread exits.
  */
 BN_API int32_t bn_set_num_threads(int32_t num_threads);
 

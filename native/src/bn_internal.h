@@ -68,8 +68,14 @@ BN_HIDDEN int32_t bn_check_factor(double factor);
 
 /* ---- threads (threads.c) ---- */
 
-/* Threads to use for a call over `elements` values: 1 below the parallel threshold. */
-BN_HIDDEN int bn_threads_for(int64_t elements);
+/*
+ * The team size for a call whose parallel pass would cover `work` values: 1 below the parallel
+ * threshold, when the thread count is 1, or when another call holds the process-wide team slot;
+ * otherwise the thread count, and the caller now holds the slot. Every bn_team_begin is paired
+ * with a bn_team_end(team size) once the parallel region is over.
+ */
+BN_HIDDEN int bn_team_begin(int64_t work);
+BN_HIDDEN void bn_team_end(int threads);
 
 /* Per-channel constants of an elementwise pass: mean, and the pass's own a, b, k. */
 typedef struct bn_coeffs {
@@ -146,9 +152,9 @@ typedef struct {
                         const bn_coeffs *co);
 } bn_op;
 
-/* Runs op over c channels of m values each (rows of s) on `threads` threads (1: the calling
- * thread only). */
-BN_HIDDEN void bn_run(const bn_op *op, int64_t c, int64_t s, int64_t m, int threads);
+/* Runs op over c channels of m values each (rows of s), on a team (bn_team_begin(work)) or on
+ * the calling thread alone; the results are the same bits either way. */
+BN_HIDDEN void bn_run(const bn_op *op, int64_t c, int64_t s, int64_t m, int64_t work);
 
 /* The row view of an (N,C,S) tensor, with the streaming-store decision. */
 BN_HIDDEN bn_rows bn_make_rows(int64_t n, int64_t c, int64_t s);

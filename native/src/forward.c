@@ -110,7 +110,7 @@ int32_t bn_forward_train_f32(float *y, double *save_mean, double *save_invstd,
                     x, weight, bias, s, m, bn_make_rows(n, c, s), eps, factor};
     bn_op op = {&a, train_reduce, bn_merge_moments, train_finalize, train_apply,
                 train_reduce_group, train_apply_group};
-    bn_run(&op, c, s, m, bn_threads_for(m * c));
+    bn_run(&op, c, s, m, m * c);
     return BN_OK;
 }
 
@@ -163,6 +163,6 @@ int32_t bn_forward_eval_f32(float *y,
                    bn_make_rows(n, c, s), eps};
     bn_op op = {&a, NULL, NULL, eval_finalize, eval_apply, NULL, eval_apply_group};
     /* a lone elementwise pass needs twice the elements of a reduction to pay for a team */
-    bn_run(&op, c, s, m, bn_threads_for(m * c / 2));
+    bn_run(&op, c, s, m, m * c / 2);
     return BN_OK;
 }

@@ -43,8 +43,29 @@ int32_t bn_get_num_threads(void) {
     return atomic_load_explicit(&bn_num_threads, memory_order_relaxed);
 }
 
-int bn_threads_for(int64_t elements) {
-    if (elements < BN_PARALLEL_MIN_ELEMENTS)
+/*
+ * The team slot: 1 while some call runs a parallel team. Each Java (or C) thread that enters an
+ * OpenMP region leads a team of its own, so k callers at once would run k teams of T threads
+ * on T cores. Instead, the one call that wins the slot gets the team and the others run on their
+ * own thread, the serial schedule, which gives the same bits: k concurrent callers use at most
+ * k + T - 1 threads.
+ */
+static atomic_int bn_team_busy;
+
+int bn_team_begin(int64_t work) {
+    if (work < BN_PARALLEL_MIN_ELEMENTS)
         return 1;
-    return bn_get_num_threads();
+    int t = bn_get_num_threads();
+    if (t == 1)
+        return 1;
+    int idle = 0;
+    if (!atomic_compare_exchange_strong_explicit(&bn_team_busy, &idle, 1, memory_order_acquire,
+                                                 memory_order_relaxed))
+        return 1;
+    return t;
+}
+
+void bn_team_end(int threads) {
+    if (threads > 1)
+        atomic_store_explicit(&bn_team_busy, 0, memory_order_release);
 }
