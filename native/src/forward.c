@@ -106,7 +106,13 @@ int32_t bn_forward_train_f32(float *y, double *save_mean, double *save_invstd,
         }
         return BN_OK;
     }
-    train_args a = {bn_kernels_select(), y, save_mean, save_invstd, running_mean, running_var,
+    const bn_kernels *k = bn_kernels_select();
+    if (k->small_forward_train && bn_small(m, s, m * c)) {
+        k->small_forward_train(y, save_mean, save_invstd, running_mean, running_var, x, weight,
+                               bias, n, c, s, eps, factor);
+        return BN_OK;
+    }
+    train_args a = {k, y, save_mean, save_invstd, running_mean, running_var,
                     x, weight, bias, s, m, bn_make_rows(n, c, s), eps, factor};
     bn_op op = {&a, train_reduce, bn_merge_moments, train_finalize, train_apply,
                 train_reduce_group, train_apply_group};
@@ -159,10 +165,16 @@ int32_t bn_forward_eval_f32(float *y,
     int64_t m = n * s;
     if (m == 0)
         return BN_OK;
-    eval_args a = {bn_kernels_select(), y, x, weight, bias, running_mean, running_var, s,
-                   bn_make_rows(n, c, s), eps};
-    bn_op op = {&a, NULL, NULL, eval_finalize, eval_apply, NULL, eval_apply_group};
     /* a lone elementwise pass needs twice the elements of a reduction to pay for a team */
-    bn_run(&op, c, s, m, m * c / 2);
+    int64_t work = m * c / 2;
+    const bn_kernels *k = bn_kernels_select();
+    if (k->small_forward_eval && bn_small(m, s, work)) {
+        k->small_forward_eval(y, x, weight, bias, running_mean, running_var, n, c, s, eps);
+        return BN_OK;
+    }
+    eval_args a = {k, y, x, weight, bias, running_mean, running_var, s, bn_make_rows(n, c, s),
+                   eps};
+    bn_op op = {&a, NULL, NULL, eval_finalize, eval_apply, NULL, eval_apply_group};
+    bn_run(&op, c, s, m, work);
     return BN_OK;
 }

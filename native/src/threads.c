@@ -5,12 +5,6 @@
 #include "bn_internal.h"
 
 /*
- * Below this many elements a call runs on the calling thread alone and never enters an OpenMP
- * region: starting a team costs more than the whole kernel.
- */
-#define BN_PARALLEL_MIN_ELEMENTS 65536
-
-/*
  * The largest thread count bn_set_num_threads accepts (documented in batchnorm.h). libgomp exits
  * the process or crashes when it cannot create the threads (or their bookkeeping) a team asks
  * for, so an absurd count must be refused before any region sees it.

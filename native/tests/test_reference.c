@@ -113,7 +113,8 @@ static void test_forward_train(shape sh, int kind, unsigned mask, double eps, do
     for (int64_t ch = 0; ch < c; ch++) {
         long double mean, var;
         ref_stats(x0, sh, ch, &mean, &var);
-        long double invstd = 1.0L / sqrtl(var + eps), sd = sqrtl(var);
+        /* PyTorch's rule: var == 0 with eps == 0 (a constant channel) gives invstd 0 */
+        long double invstd = var == 0 && eps == 0 ? 0.0L : 1.0L / sqrtl(var + eps), sd = sqrtl(var);
         long double wc = has_w ? w[ch] : 1.0L, bc = has_b ? b[ch] : 0.0L;
         if (has_sm)
             CHECK(near(sm[ch], mean, 1e-13L * (fabsl(mean) + sd)),
@@ -404,6 +405,8 @@ int main(void) {
         {2, 1, 1},     {1, 1, 2},     {1, 3, 17},    {5, 7, 1},     {64, 3, 1},
         {3, 4, 143},   {2, 3, 5000},  {17, 5, 300},  {1, 2, 10007}, {4, 3, 30000},
         {300, 40, 9},  {1, 1, 70001}, {33, 2, 4097}, {2, 8, 49},    {16, 10, 1},
+        {2, 100, 3},   {9, 70, 1},    {1, 66, 20},   /* small tensors of more than 64 channels */
+        {3000, 7, 1},  {5000, 2, 1},                 /* rows of one value, many of them */
     };
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         run_shape(fixed[i]);
