@@ -50,7 +50,7 @@ extern "C" {
 #define BN_ERR_BAD_EPS 5            /* eps is NaN, infinite or negative */
 #define BN_ERR_BAD_FACTOR 6         /* running-stat factor is NaN or outside [0, 1] */
 #define BN_ERR_UNSUPPORTED_LAYOUT 7 /* layout is not BN_LAYOUT_NCS */
-#define BN_ERR_BAD_THREADS 8        /* thread count < 1 */
+#define BN_ERR_BAD_THREADS 8        /* thread count < 1 or > 1024 */
 
 /* A static, NUL-terminated English description of a status code (never NULL). */
 BN_API const char *bn_status_message(int32_t status);
@@ -63,6 +63,7 @@ BN_API const char *bn_status_message(int32_t status);
  *   running_mean = (1-factor)*running_mean + factor*mean,
  *   running_var  = (1-factor)*running_var  + factor*var*M/(M-1)   (unbiased).
  * factor is PyTorch's momentum, or 1/num_batches_tracked for the cumulative average.
+ * As in PyTorch, invstd = 0 when var == 0 and eps == 0 (y = bias; backward then gives dx = 0).
  * Statistics are accumulated in double; the variance is two-pass, never E[x^2]-E[x]^2.
  * Optional: weight, bias, running_mean + running_var (together), save_mean, save_invstd.
  * M == 0 (empty batch): y untouched, running stats untouched, save_mean = 0, save_invstd = 0.
@@ -114,9 +115,18 @@ BN_API int32_t bn_backward_eval_f32(float *dx, float *dweight, float *dbias,
                              double eps);
 
 /*
- * Thread count used by every later call (all calling threads), >= 1. The default is the
- * number of processors OpenMP reports. Results do not depend on it: the reduction order is a
- * function of the shape alone.
+ * Thread count used by every later call (all calling threads), in 1..1024; any other value
+ * returns BN_ERR_BAD_THREADS and keeps the setting (the OpenMP runtime kills the process when it
+ * cannot create the threads of a team, so an absurd count is refused up front). The default is
+ * the number of processors OpenMP reports, at most 1024. Results do not depend on it: the
+ * reduction order is a function of the shape alone.
+ *
+ * Oversubscription policy: one team for the whole process. A call large enough to go parallel
+ * takes a process-wide team slot and runs with this many threads; a call that finds the slot
+ * taken (another thread's call is running its team) runs on its calling thread alone, with the
+ * same results. So k threads calling at once use at most k + T - 1 threads (T this count), never
+ * k*T. Small calls never use a team. The OpenMP runtime keeps the helpers of every thread that
+ * has led a team alive (idle) until that thread exits.
  */
 BN_API int32_t bn_set_num_threads(int32_t num_threads);
 

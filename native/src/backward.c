@@ -82,11 +82,16 @@ int32_t bn_backward_train_f32(float *dx, float *dweight, float *dbias,
     }
     if (dx == NULL && dweight == NULL && dbias == NULL)
         return BN_OK;
-    train_args a = {bn_kernels_select(), dx, dweight, dbias, dy, x, weight, save_mean,
-                    save_invstd, s, m, bn_make_rows(n, c, s)};
+    const bn_kernels *k = bn_kernels_select();
+    if (k->small_backward_train && bn_small(m, s, m * c)) {
+        k->small_backward_train(dx, dweight, dbias, dy, x, weight, save_mean, save_invstd, n, c, s);
+        return BN_OK;
+    }
+    train_args a = {k, dx, dweight, dbias, dy, x, weight, save_mean, save_invstd, s, m,
+                    bn_make_rows(n, c, s)};
     bn_op op = {&a, train_reduce, bn_merge_sums, train_finalize, dx ? train_apply : NULL,
                 train_reduce_group, dx ? train_apply_group : NULL};
-    bn_run(&op, c, s, m, bn_threads_for(m * c));
+    bn_run(&op, c, s, m, m * c);
     return BN_OK;
 }
 
@@ -161,6 +166,6 @@ int32_t bn_backward_eval_f32(float *dx, float *dweight, float *dbias,
     int sums = dweight != NULL || dbias != NULL;
     bn_op op = {&a, sums ? eval_reduce : NULL, bn_merge_sums, eval_finalize,
                 sums ? NULL : eval_apply, NULL, NULL};
-    bn_run(&op, c, s, m, bn_threads_for(m * c));
+    bn_run(&op, c, s, m, m * c);
     return BN_OK;
 }

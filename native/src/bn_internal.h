@@ -23,6 +23,15 @@
 /* Values per reduction block: small enough that a block read twice in a row stays in L1. */
 #define BN_BLOCK 4096
 
+/* Below this much work (values a parallel pass would cover) a call runs on the calling thread
+ * alone and never enters an OpenMP region: starting a team costs more than the whole kernel. */
+#define BN_PARALLEL_MIN_ELEMENTS 65536
+
+/* Small tensors: serial calls with at most this many values per channel, or with rows of one
+ * value (BatchNorm1d on (N, C)), go through the kernels' whole-tensor small path when they have
+ * one. */
+#define BN_SMALL_MAX_M 1024
+
 /* At most this many consecutive channels go through a group kernel together. */
 #define BN_GROUP_MAX 16
 
@@ -68,8 +77,14 @@ BN_HIDDEN int32_t bn_check_factor(double factor);
 
 /* ---- threads (threads.c) ---- */
 
-/* Threads to use for a call over `elements` values: 1 below the parallel threshold. */
-BN_HIDDEN int bn_threads_for(int64_t elements);
+/*
+ * The team size for a call whose parallel pass would cover `work` values: 1 below the parallel
+ * threshold, when the thread count is 1, or when another call holds the process-wide team slot;
+ * otherwise the thread count, and the caller now holds the slot. Every bn_team_begin is paired
+ * with a bn_team_end(team size) once the parallel region is over.
+ */
+BN_HIDDEN int bn_team_begin(int64_t work);
+BN_HIDDEN void bn_team_end(int threads);
 
 /* Per-channel constants of an elementwise pass: mean, and the pass's own a, b, k. */
 typedef struct bn_coeffs {
@@ -109,7 +124,29 @@ typedef struct {
                             bn_grad_sums *out);
     void (*train_dx_group)(float *dx, const float *dy, const float *x, bn_rows v, int64_t g,
                            int64_t start, int64_t len, const struct bn_coeffs *co);
+    /*
+     * Whole operations on small tensors (bn_small), with the arguments of the API functions
+     * (already validated, M >= 1, and M >= 2 for training): per-channel overhead dominates
+     * there, so these take several channels at once. NULL when the kernels have no such path:
+     * the driver's serial schedule serves then.
+     */
+    void (*small_forward_train)(float *y, double *save_mean, double *save_invstd,
+                                float *running_mean, float *running_var, const float *x,
+                                const float *weight, const float *bias, int64_t n, int64_t c,
+                                int64_t s, double eps, double factor);
+    void (*small_forward_eval)(float *y, const float *x, const float *weight, const float *bias,
+                               const float *running_mean, const float *running_var, int64_t n,
+                               int64_t c, int64_t s, double eps);
+    void (*small_backward_train)(float *dx, float *dweight, float *dbias, const float *dy,
+                                 const float *x, const float *weight, const double *save_mean,
+                                 const double *save_invstd, int64_t n, int64_t c, int64_t s);
 } bn_kernels;
+
+/* Whether a call with m values per channel in rows of s, and `work` values for a parallel pass,
+ * takes the small path: a function of the shape alone, and such a call is always serial. */
+static inline int bn_small(int64_t m, int64_t s, int64_t work) {
+    return work < BN_PARALLEL_MIN_ELEMENTS && (m <= BN_SMALL_MAX_M || s == 1);
+}
 
 BN_HIDDEN extern const bn_kernels bn_kernels_generic;
 BN_HIDDEN extern const bn_kernels bn_kernels_avx2;
@@ -146,9 +183,9 @@ typedef struct {
                         const bn_coeffs *co);
 } bn_op;
 
-/* Runs op over c channels of m values each (rows of s) on `threads` threads (1: the calling
- * thread only). */
-BN_HIDDEN void bn_run(const bn_op *op, int64_t c, int64_t s, int64_t m, int threads);
+/* Runs op over c channels of m values each (rows of s), on a team (bn_team_begin(work)) or on
+ * the calling thread alone; the results are the same bits either way. */
+BN_HIDDEN void bn_run(const bn_op *op, int64_t c, int64_t s, int64_t m, int64_t work);
 
 /* The row view of an (N,C,S) tensor, with the streaming-store decision. */
 BN_HIDDEN bn_rows bn_make_rows(int64_t n, int64_t c, int64_t s);

@@ -171,7 +171,7 @@ static void run_small(const bn_op *op, int64_t c, int64_t m) {
             op->apply(op->args, ch, 0, m, co[ch]);
 }
 
-void bn_run(const bn_op *op, int64_t c, int64_t s, int64_t m, int threads) {
+static void run(const bn_op *op, int64_t c, int64_t s, int64_t m, int threads) {
     if (threads <= 1 && c <= BN_SPLIT_MAX_CHANNELS && m <= BN_BLOCK) {
         run_small(op, c, m);
         return;
@@ -194,4 +194,10 @@ void bn_run(const bn_op *op, int64_t c, int64_t s, int64_t m, int threads) {
         return;
     }
     run_split(op, c, m, threads);
+}
+
+void bn_run(const bn_op *op, int64_t c, int64_t s, int64_t m, int64_t work) {
+    int threads = bn_team_begin(work);
+    run(op, c, s, m, threads);
+    bn_team_end(threads);
 }

@@ -45,7 +45,9 @@ static bn_coeffs train_finalize(const void *p, int64_t ch, bn_partial total) {
     double shift = isfinite(x[0]) ? (double)x[0] : 0.0;
     double mean = shift + total.mo.sum / (double)a->m;
     double var = total.mo.m2 / (double)a->m;
-    double invstd = 1.0 / sqrt(var + a->eps);
+    /* PyTorch's InvStd: a constant channel with eps == 0 gets invstd 0 (y = bias, zero dx and
+     * dweight) rather than 1/0 and NaN outputs. Eval mode has no such rule. */
+    double invstd = var == 0.0 && a->eps == 0.0 ? 0.0 : 1.0 / sqrt(var + a->eps);
     if (a->save_mean)
         a->save_mean[ch] = mean;
     if (a->save_invstd)
@@ -104,11 +106,17 @@ int32_t bn_forward_train_f32(float *y, double *save_mean, double *save_invstd,
         }
         return BN_OK;
     }
-    train_args a = {bn_kernels_select(), y, save_mean, save_invstd, running_mean, running_var,
+    const bn_kernels *k = bn_kernels_select();
+    if (k->small_forward_train && bn_small(m, s, m * c)) {
+        k->small_forward_train(y, save_mean, save_invstd, running_mean, running_var, x, weight,
+                               bias, n, c, s, eps, factor);
+        return BN_OK;
+    }
+    train_args a = {k, y, save_mean, save_invstd, running_mean, running_var,
                     x, weight, bias, s, m, bn_make_rows(n, c, s), eps, factor};
     bn_op op = {&a, train_reduce, bn_merge_moments, train_finalize, train_apply,
                 train_reduce_group, train_apply_group};
-    bn_run(&op, c, s, m, bn_threads_for(m * c));
+    bn_run(&op, c, s, m, m * c);
     return BN_OK;
 }
 
@@ -157,10 +165,16 @@ int32_t bn_forward_eval_f32(float *y,
     int64_t m = n * s;
     if (m == 0)
         return BN_OK;
-    eval_args a = {bn_kernels_select(), y, x, weight, bias, running_mean, running_var, s,
-                   bn_make_rows(n, c, s), eps};
-    bn_op op = {&a, NULL, NULL, eval_finalize, eval_apply, NULL, eval_apply_group};
     /* a lone elementwise pass needs twice the elements of a reduction to pay for a team */
-    bn_run(&op, c, s, m, bn_threads_for(m * c / 2));
+    int64_t work = m * c / 2;
+    const bn_kernels *k = bn_kernels_select();
+    if (k->small_forward_eval && bn_small(m, s, work)) {
+        k->small_forward_eval(y, x, weight, bias, running_mean, running_var, n, c, s, eps);
+        return BN_OK;
+    }
+    eval_args a = {k, y, x, weight, bias, running_mean, running_var, s, bn_make_rows(n, c, s),
+                   eps};
+    bn_op op = {&a, NULL, NULL, eval_finalize, eval_apply, NULL, eval_apply_group};
+    bn_run(&op, c, s, m, work);
     return BN_OK;
 }

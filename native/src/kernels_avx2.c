@@ -799,7 +799,416 @@ static bn_grad_sums eval_backward(float *dx, const float *dy, const float *x, bn
     return r;
 }
 
-const bn_kernels bn_kernels_avx2 = {moments,        normalize,       grad_sums,      train_dx,
-                                    eval_backward,  moments_group,   normalize_group,
-                                    grad_sums_group, train_dx_group};
 
+
+/* ======== small tensors: whole operations, four channels per vector, in double ======== */
+
+/*
+ * Below the parallel threshold with few values per channel, the time goes into per-channel
+ * overhead and into each channel's chain of dependent steps (sum, division, squares, division,
+ * square root, division), not into the data. These kernels keep per-channel numbers in double
+ * arrays, four channels per vector, so one division or square root serves four channels; and
+ * they run phase by phase over up to BN_SMALL_CHUNK channels (all sums, then all statistics,
+ * then all outputs), so that the chains of different channels overlap in the core instead of
+ * following each other. Every value is widened to double: no range check or fallback is needed.
+ *
+ * Values are read four at a time along a row (rows of s >= 2: one channel's values, the last
+ * chunk of a row masked), or, for rows of one value (s == 1, BatchNorm1d on (N, C)), as four
+ * channels' values of a row side by side. The order of every sum is fixed by the shape.
+ */
+
+/* Channels per phase: their per-channel numbers live in arrays on the stack. */
+#define BN_SMALL_CHUNK 64
+
+static const int32_t small_mask_bits[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
+static const int64_t small_mask_bits64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
+
+/* The first k of four float lanes (0 < k <= 4). */
+static inline __m128i mask_ps(int64_t k) {
+    return _mm_loadu_si128((const __m128i *)(small_mask_bits + 4 - k));
+}
+
+/* The first k of four double lanes (0 < k <= 4). */
+static inline __m256d mask_pd(int64_t k) {
+    return _mm256_castsi256_pd(_mm256_loadu_si256((const __m256i *)(small_mask_bits64 + 4 - k)));
+}
+
+/* p[0..k) widened to double, 0 in the other lanes (0 < k <= 4). */
+static inline __m256d load4(const float *p, int64_t k) {
+    return _mm256_cvtps_pd(k == 4 ? _mm_loadu_ps(p) : _mm_maskload_ps(p, mask_ps(k)));
+}
+
+/* Stores the first k (0 < k <= 4) lanes, narrowed to float. */
+static inline void store4(float *q, __m256d r, int64_t k) {
+    __m128 f = _mm256_cvtpd_ps(r);
+    if (k == 4)
+        _mm_storeu_ps(q, f);
+    else
+        _mm_maskstore_ps(q, mask_ps(k), f);
+}
+
+/* Lane j: the sum of the lanes of a[j], as ((a[j]0 + a[j]1) + (a[j]2 + a[j]3)). */
+static inline __m256d fold4(const __m256d a[4]) {
+    __m256d t0 = _mm256_hadd_pd(a[0], a[1]), t1 = _mm256_hadd_pd(a[2], a[3]);
+    return _mm256_add_pd(_mm256_permute2f128_pd(t0, t1, 0x20),
+                         _mm256_permute2f128_pd(t0, t1, 0x31));
+}
+
+/* Optional per-channel floats p[0..k) widened to double; `absent` when p is NULL. */
+static inline __m256d param4(const float *p, int64_t k, double absent) {
+    return p ? load4(p, k) : _mm256_set1_pd(absent);
+}
+
+/* Four channels [ch, ch + g) of a small (N,C,S) tensor, g <= 4; lanes past g are unused. */
+typedef struct {
+    int64_t n, s, stride, g;
+} small_view;
+
+/* The group at channel j of a chunk of cc channels, in a tensor of c channels. */
+static inline small_view small_group(int64_t n, int64_t c, int64_t s, int64_t cc, int64_t j) {
+    small_view w = {n, s, c * s, cc - j < 4 ? cc - j : 4};
+    return w;
+}
+
+/* Lane j's channel for reading: channel j, or channel 0 for lanes past g (their results are
+ * dropped), so that the reductions always run four channels side by side. */
+static inline int64_t read_lane(small_view w, int64_t j) {
+    return j < w.g ? j : 0;
+}
+
+/*
+ * Lane j: sum over channel j of (x - shift[j]), pass 1 of the moments; 0 past g.
+ * x is the group's first channel; shift, like every per-channel array here, holds 4 lanes.
+ */
+static inline __attribute__((always_inline)) __m256d small_shifted_sums(const float *x,
+                                                                        small_view w,
+                                                                        const double *shift) {
+    const __m256d z = _mm256_setzero_pd();
+    if (w.s == 1) {
+        __m256d k = _mm256_load_pd(shift), a0 = z, a1 = z;
+        int64_t r = 0;
+        for (; r + 2 <= w.n; r += 2) {
+            a0 = _mm256_add_pd(a0, _mm256_sub_pd(load4(x + r * w.stride, w.g), k));
+            a1 = _mm256_add_pd(a1, _mm256_sub_pd(load4(x + (r + 1) * w.stride, w.g), k));
+        }
+        if (r < w.n)
+            a0 = _mm256_add_pd(a0, _mm256_sub_pd(load4(x + r * w.stride, w.g), k));
+        return _mm256_and_pd(_mm256_add_pd(a0, a1), mask_pd(w.g));
+    }
+    const float *p[4];
+    __m256d k[4], acc[4] = {z, z, z, z};
+    for (int j = 0; j < 4; j++) {
+        p[j] = x + read_lane(w, j) * w.s;
+        k[j] = _mm256_set1_pd(shift[read_lane(w, j)]);
+    }
+    for (int64_t o = 0; o < w.n * w.stride; o += w.stride) {
+        int64_t i = 0;
+        for (; i + 4 <= w.s; i += 4)
+            for (int j = 0; j < 4; j++)
+                acc[j] = _mm256_add_pd(acc[j], _mm256_sub_pd(load4(p[j] + o + i, 4), k[j]));
+        if (i < w.s) {
+            __m256d tail = mask_pd(w.s - i);
+            for (int j = 0; j < 4; j++) {
+                __m256d d = _mm256_and_pd(_mm256_sub_pd(load4(p[j] + o + i, w.s - i), k[j]), tail);
+                acc[j] = _mm256_add_pd(acc[j], d);
+            }
+        }
+    }
+    return _mm256_and_pd(fold4(acc), mask_pd(w.g));
+}
+
+/* Lane j: sum over channel j of (x - mean[j])^2, pass 2 of the moments; 0 past g. */
+static inline __attribute__((always_inline)) __m256d small_sq_devs(const float *x, small_view w,
+                                                                   const double *mean) {
+    const __m256d z = _mm256_setzero_pd();
+    if (w.s == 1) {
+        __m256d mu = _mm256_load_pd(mean), a0 = z, a1 = z;
+        int64_t r = 0;
+        for (; r + 2 <= w.n; r += 2) {
+            __m256d d0 = _mm256_sub_pd(load4(x + r * w.stride, w.g), mu);
+            __m256d d1 = _mm256_sub_pd(load4(x + (r + 1) * w.stride, w.g), mu);
+            a0 = _mm256_fmadd_pd(d0, d0, a0);
+            a1 = _mm256_fmadd_pd(d1, d1, a1);
+        }
+        if (r < w.n) {
+            __m256d d = _mm256_sub_pd(load4(x + r * w.stride, w.g), mu);
+            a0 = _mm256_fmadd_pd(d, d, a0);
+        }
+        return _mm256_and_pd(_mm256_add_pd(a0, a1), mask_pd(w.g));
+    }
+    const float *p[4];
+    __m256d mu[4], acc[4] = {z, z, z, z};
+    for (int j = 0; j < 4; j++) {
+        p[j] = x + read_lane(w, j) * w.s;
+        mu[j] = _mm256_set1_pd(mean[read_lane(w, j)]);
+    }
+    for (int64_t o = 0; o < w.n * w.stride; o += w.stride) {
+        int64_t i = 0;
+        for (; i + 4 <= w.s; i += 4)
+            for (int j = 0; j < 4; j++) {
+                __m256d d = _mm256_sub_pd(load4(p[j] + o + i, 4), mu[j]);
+                acc[j] = _mm256_fmadd_pd(d, d, acc[j]);
+            }
+        if (i < w.s) {
+            __m256d tail = mask_pd(w.s - i);
+            for (int j = 0; j < 4; j++) {
+                __m256d d = _mm256_and_pd(_mm256_sub_pd(load4(p[j] + o + i, w.s - i), mu[j]), tail);
+                acc[j] = _mm256_fmadd_pd(d, d, acc[j]);
+            }
+        }
+    }
+    return _mm256_and_pd(fold4(acc), mask_pd(w.g));
+}
+
+/* Lanes j: sums over channel j of dy (into *sum_dy) and of dy*(x - mean[j]) (into *sum_dyx);
+ * 0 past g. */
+static inline __attribute__((always_inline)) void small_grad_sums(__m256d *sum_dy,
+                                                                  __m256d *sum_dyx,
+                                                                  const float *dy, const float *x,
+                                                                  small_view w,
+                                                                  const double *mean) {
+    const __m256d z = _mm256_setzero_pd();
+    if (w.s == 1) {
+        __m256d mu = _mm256_load_pd(mean), s0 = z, t0 = z;
+        for (int64_t r = 0; r < w.n; r++) {
+            __m256d g = load4(dy + r * w.stride, w.g);
+            s0 = _mm256_add_pd(s0, g);
+            t0 = _mm256_fmadd_pd(g, _mm256_sub_pd(load4(x + r * w.stride, w.g), mu), t0);
+        }
+        *sum_dy = _mm256_and_pd(s0, mask_pd(w.g));
+        *sum_dyx = _mm256_and_pd(t0, mask_pd(w.g));
+        return;
+    }
+    int64_t off[4];
+    __m256d mu[4], s[4] = {z, z, z, z}, t[4] = {z, z, z, z};
+    for (int j = 0; j < 4; j++) {
+        off[j] = read_lane(w, j) * w.s;
+        mu[j] = _mm256_set1_pd(mean[read_lane(w, j)]);
+    }
+    for (int64_t o = 0; o < w.n * w.stride; o += w.stride) {
+        for (int64_t i = 0; i < w.s; i += 4) {
+            int64_t k = w.s - i < 4 ? w.s - i : 4;
+            __m256d tail = mask_pd(k);
+            for (int j = 0; j < 4; j++) {
+                __m256d g = load4(dy + off[j] + o + i, k);
+                __m256d d = _mm256_and_pd(_mm256_sub_pd(load4(x + off[j] + o + i, k), mu[j]), tail);
+                s[j] = _mm256_add_pd(s[j], g);
+                t[j] = _mm256_fmadd_pd(g, d, t[j]);
+            }
+        }
+    }
+    *sum_dy = _mm256_and_pd(fold4(s), mask_pd(w.g));
+    *sum_dyx = _mm256_and_pd(fold4(t), mask_pd(w.g));
+}
+
+/* Rows of s >= 2 values of one channel, as the segment walk of the block kernels sees them. */
+static inline bn_rows small_rows(small_view w) {
+    bn_rows v = {w.s, w.stride, w.n * w.s, 0};
+    return v;
+}
+
+/*
+ * y = (x - mean)*a + b over one channel (rows of s >= 2 values); y may equal x. The float-lane
+ * pass of normalize() when the constants suit float lanes (the same bits as the block kernels),
+ * else every operation in double.
+ */
+static inline __attribute__((always_inline)) void small_normalize_channel(float *y, const float *x,
+                                                                          small_view w, double mean,
+                                                                          double a, double b) {
+    if (float_ok(mean) && float_ok(a)) {
+        norm_consts k = norm_make(mean, a, b);
+        for (int64_t o = 0; o < w.n * w.stride; o += w.stride)
+            norm_seg(y + o, x + o, w.s, k, 0, NULL, small_rows(w), x);
+        return;
+    }
+    const __m256d mu = _mm256_set1_pd(mean), av = _mm256_set1_pd(a), bv = _mm256_set1_pd(b);
+    for (int64_t o = 0; o < w.n * w.stride; o += w.stride)
+        for (int64_t i = 0; i < w.s; i += 4) {
+            int64_t t = w.s - i < 4 ? w.s - i : 4;
+            store4(y + o + i, _mm256_fmadd_pd(_mm256_sub_pd(load4(x + o + i, t), mu), av, bv), t);
+        }
+}
+
+/* y = (x - mean[j])*a[j] + b[j] over the group; y may equal x. */
+static inline __attribute__((always_inline)) void small_normalize(float *y, const float *x,
+                                                                  small_view w, const double *mean,
+                                                                  const double *a,
+                                                                  const double *b) {
+    if (w.s == 1) {
+        __m256d mu = _mm256_load_pd(mean), av = _mm256_load_pd(a), bv = _mm256_load_pd(b);
+        for (int64_t r = 0; r < w.n; r++) {
+            __m256d d = _mm256_sub_pd(load4(x + r * w.stride, w.g), mu);
+            store4(y + r * w.stride, _mm256_fmadd_pd(d, av, bv), w.g);
+        }
+        return;
+    }
+    for (int64_t j = 0; j < w.g; j++)
+        small_normalize_channel(y + j * w.s, x + j * w.s, w, mean[j], a[j], b[j]);
+}
+
+/* dx = ((dy - gmean) - (x - mean)*k)*a over one channel (rows of s >= 2); dx may equal dy. The
+ * float-lane pass of train_dx() when the constants suit float lanes, else in double. */
+static inline __attribute__((always_inline)) void small_train_dx_channel(float *dx, const float *dy,
+                                                                         const float *x,
+                                                                         small_view w, double mean,
+                                                                         double a, double gmean,
+                                                                         double k) {
+    bn_coeffs co = {mean, a, gmean, k};
+    if (dx_ok(co)) {
+        dx_consts c = dx_make(co);
+        for (int64_t o = 0; o < w.n * w.stride; o += w.stride)
+            dx_seg(dx + o, dy + o, x + o, w.s, c, 0, NULL, small_rows(w), dy, x);
+        return;
+    }
+    const __m256d mu = _mm256_set1_pd(mean), av = _mm256_set1_pd(a);
+    const __m256d gm = _mm256_set1_pd(gmean), kv = _mm256_set1_pd(k);
+    for (int64_t o = 0; o < w.n * w.stride; o += w.stride)
+        for (int64_t i = 0; i < w.s; i += 4) {
+            int64_t t = w.s - i < 4 ? w.s - i : 4;
+            __m256d d = _mm256_sub_pd(load4(x + o + i, t), mu);
+            __m256d g = _mm256_sub_pd(load4(dy + o + i, t), gm);
+            store4(dx + o + i, _mm256_mul_pd(_mm256_fnmadd_pd(d, kv, g), av), t);
+        }
+}
+
+/* dx = ((dy - gmean[j]) - (x - mean[j])*k[j])*a[j] over the group; dx may equal dy. */
+static inline __attribute__((always_inline)) void small_train_dx(float *dx, const float *dy,
+                                                                 const float *x, small_view w,
+                                                                 const double *mean,
+                                                                 const double *a,
+                                                                 const double *gmean,
+                                                                 const double *k) {
+    if (w.s == 1) {
+        __m256d mu = _mm256_load_pd(mean), av = _mm256_load_pd(a), gm = _mm256_load_pd(gmean);
+        __m256d kv = _mm256_load_pd(k);
+        for (int64_t o = 0; o < w.n * w.stride; o += w.stride) {
+            __m256d d = _mm256_sub_pd(load4(x + o, w.g), mu);
+            __m256d g = _mm256_sub_pd(load4(dy + o, w.g), gm);
+            store4(dx + o, _mm256_mul_pd(_mm256_fnmadd_pd(d, kv, g), av), w.g);
+        }
+        return;
+    }
+    for (int64_t j = 0; j < w.g; j++)
+        small_train_dx_channel(dx + j * w.s, dy + j * w.s, x + j * w.s, w, mean[j], a[j], gmean[j],
+                               k[j]);
+}
+
+/* Stores the first g lanes of v at p + ch (nothing when p is NULL). */
+static inline void put_floats(float *p, int64_t ch, __m256d v, int64_t g) {
+    if (p)
+        store4(p + ch, v, g);
+}
+
+static inline void put_doubles(double *p, int64_t ch, __m256d v, int64_t g) {
+    if (p)
+        _mm256_maskstore_pd(p + ch, _mm256_castpd_si256(mask_pd(g)), v);
+}
+
+// x, y are (N,C,S); weight, bias, running_mean, running_var, save_mean, save_invstd are (C)
+static void small_forward_train(float *y, double *save_mean, double *save_invstd,
+                                float *running_mean, float *running_var, const float *x,
+                                const float *weight, const float *bias, int64_t n, int64_t c,
+                                int64_t s, double eps, double factor) {
+    const __m256d m = _mm256_set1_pd((double)(n * s)), m1 = _mm256_set1_pd((double)(n * s - 1));
+    const __m256d ev = _mm256_set1_pd(eps), one = _mm256_set1_pd(1.0), zero = _mm256_setzero_pd();
+    const __m256d f = _mm256_set1_pd(factor), keep = _mm256_set1_pd(1.0 - factor);
+    _Alignas(32) double shift[BN_SMALL_CHUNK], mean[BN_SMALL_CHUNK];
+    _Alignas(32) double a[BN_SMALL_CHUNK], b[BN_SMALL_CHUNK];
+    for (int64_t c0 = 0; c0 < c; c0 += BN_SMALL_CHUNK) {
+        int64_t cc = c - c0 < BN_SMALL_CHUNK ? c - c0 : BN_SMALL_CHUNK;
+        const float *xc = x + c0 * s;
+        /* the shift: each channel's first value, or 0 when that is not finite */
+        for (int64_t j = 0; j < cc; j++)
+            shift[j] = isfinite(xc[j * s]) ? (double)xc[j * s] : 0.0;
+        for (int64_t j = cc; j % 4; j++)
+            shift[j] = 0.0;
+        for (int64_t j = 0; j < cc; j += 4) {
+            __m256d sum = small_shifted_sums(xc + j * s, small_group(n, c, s, cc, j), shift + j);
+            __m256d mu = _mm256_add_pd(_mm256_load_pd(shift + j), _mm256_div_pd(sum, m));
+            _mm256_store_pd(mean + j, mu);
+        }
+        for (int64_t j = 0; j < cc; j += 4) {
+            small_view w = small_group(n, c, s, cc, j);
+            int64_t ch = c0 + j;
+            __m256d mu = _mm256_load_pd(mean + j), m2 = small_sq_devs(xc + j * s, w, mean + j);
+            __m256d var = _mm256_div_pd(m2, m);
+            __m256d invstd = _mm256_div_pd(one, _mm256_sqrt_pd(_mm256_add_pd(var, ev)));
+            if (eps == 0.0) /* PyTorch's InvStd: a constant channel with eps == 0 gets invstd 0 */
+                invstd = _mm256_andnot_pd(_mm256_cmp_pd(var, zero, _CMP_EQ_OQ), invstd);
+            put_doubles(save_mean, ch, mu, w.g);
+            put_doubles(save_invstd, ch, invstd, w.g);
+            if (running_mean) {
+                __m256d rm = _mm256_add_pd(_mm256_mul_pd(keep, load4(running_mean + ch, w.g)),
+                                           _mm256_mul_pd(f, mu));
+                __m256d rv = _mm256_add_pd(_mm256_mul_pd(keep, load4(running_var + ch, w.g)),
+                                           _mm256_mul_pd(f, _mm256_div_pd(m2, m1)));
+                store4(running_mean + ch, rm, w.g);
+                store4(running_var + ch, rv, w.g);
+            }
+            __m256d gamma = param4(weight ? weight + ch : NULL, w.g, 1.0);
+            _mm256_store_pd(a + j, _mm256_mul_pd(invstd, gamma));
+            _mm256_store_pd(b + j, param4(bias ? bias + ch : NULL, w.g, 0.0));
+        }
+        for (int64_t j = 0; j < cc; j += 4)
+            small_normalize(y + (c0 + j) * s, xc + j * s, small_group(n, c, s, cc, j), mean + j,
+                            a + j, b + j);
+    }
+}
+
+// x, y are (N,C,S); weight, bias, running_mean, running_var are (C)
+static void small_forward_eval(float *y, const float *x, const float *weight, const float *bias,
+                               const float *running_mean, const float *running_var, int64_t n,
+                               int64_t c, int64_t s, double eps) {
+    const __m256d ev = _mm256_set1_pd(eps), one = _mm256_set1_pd(1.0);
+    _Alignas(32) double mean[BN_SMALL_CHUNK], a[BN_SMALL_CHUNK], b[BN_SMALL_CHUNK];
+    for (int64_t c0 = 0; c0 < c; c0 += BN_SMALL_CHUNK) {
+        int64_t cc = c - c0 < BN_SMALL_CHUNK ? c - c0 : BN_SMALL_CHUNK;
+        for (int64_t j = 0; j < cc; j += 4) {
+            int64_t ch = c0 + j, g = cc - j < 4 ? cc - j : 4;
+            __m256d rv = _mm256_add_pd(load4(running_var + ch, g), ev);
+            __m256d invstd = _mm256_div_pd(one, _mm256_sqrt_pd(rv));
+            _mm256_store_pd(mean + j, load4(running_mean + ch, g));
+            __m256d gamma = param4(weight ? weight + ch : NULL, g, 1.0);
+            _mm256_store_pd(a + j, _mm256_mul_pd(invstd, gamma));
+            _mm256_store_pd(b + j, param4(bias ? bias + ch : NULL, g, 0.0));
+        }
+        for (int64_t j = 0; j < cc; j += 4)
+            small_normalize(y + (c0 + j) * s, x + (c0 + j) * s, small_group(n, c, s, cc, j),
+                            mean + j, a + j, b + j);
+    }
+}
+
+// dx, dy, x are (N,C,S); dweight, dbias, weight, save_mean, save_invstd are (C)
+static void small_backward_train(float *dx, float *dweight, float *dbias, const float *dy,
+                                 const float *x, const float *weight, const double *save_mean,
+                                 const double *save_invstd, int64_t n, int64_t c, int64_t s) {
+    const __m256d m = _mm256_set1_pd((double)(n * s));
+    _Alignas(32) double mean[BN_SMALL_CHUNK], a[BN_SMALL_CHUNK], gmean[BN_SMALL_CHUNK];
+    _Alignas(32) double k[BN_SMALL_CHUNK];
+    for (int64_t c0 = 0; c0 < c; c0 += BN_SMALL_CHUNK) {
+        int64_t cc = c - c0 < BN_SMALL_CHUNK ? c - c0 : BN_SMALL_CHUNK;
+        for (int64_t j = 0; j < cc; j += 4) {
+            small_view w = small_group(n, c, s, cc, j);
+            int64_t ch = c0 + j;
+            __m256i lanes = _mm256_castpd_si256(mask_pd(w.g));
+            __m256d invstd = _mm256_maskload_pd(save_invstd + ch, lanes), sdy, sdyx;
+            _mm256_store_pd(mean + j, _mm256_maskload_pd(save_mean + ch, lanes));
+            small_grad_sums(&sdy, &sdyx, dy + ch * s, x + ch * s, w, mean + j);
+            sdyx = _mm256_mul_pd(sdyx, invstd);
+            put_floats(dbias, ch, sdy, w.g);
+            put_floats(dweight, ch, sdyx, w.g);
+            __m256d gamma = param4(weight ? weight + ch : NULL, w.g, 1.0);
+            _mm256_store_pd(a + j, _mm256_mul_pd(gamma, invstd));
+            _mm256_store_pd(gmean + j, _mm256_div_pd(sdy, m));
+            _mm256_store_pd(k + j, _mm256_div_pd(_mm256_mul_pd(sdyx, invstd), m));
+        }
+        for (int64_t j = 0; dx && j < cc; j += 4)
+            small_train_dx(dx + (c0 + j) * s, dy + (c0 + j) * s, x + (c0 + j) * s,
+                           small_group(n, c, s, cc, j), mean + j, a + j, gmean + j, k + j);
+    }
+}
+
+const bn_kernels bn_kernels_avx2 = {moments,             normalize,          grad_sums,
+                                    train_dx,            eval_backward,      moments_group,
+                                    normalize_group,     grad_sums_group,    train_dx_group,
+                                    small_forward_train, small_forward_eval, small_backward_train};

@@ -157,7 +157,9 @@ static void train_dx_group(float *dx, const float *dy, const float *x, bn_rows v
                  co[j].b, co[j].k);
 }
 
-/* The portable kernels have no memory-order advantage to gain: their group forms just loop. */
-const bn_kernels bn_kernels_generic = {moments,        normalize,       grad_sums,      train_dx,
-                                       eval_backward,  moments_group,   normalize_group,
-                                       grad_sums_group, train_dx_group};
+/* The portable kernels have no memory-order advantage to gain: their group forms just loop; and
+ * no small path: the driver's serial schedule runs small tensors with them. */
+const bn_kernels bn_kernels_generic = {moments,         normalize,      grad_sums,
+                                       train_dx,        eval_backward,  moments_group,
+                                       normalize_group, grad_sums_group, train_dx_group,
+                                       NULL,            NULL,           NULL};

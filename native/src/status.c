@@ -19,7 +19,7 @@ const char *bn_status_message(int32_t status) {
     case BN_ERR_UNSUPPORTED_LAYOUT:
         return "unsupported layout: only BN_LAYOUT_NCS (contiguous NCHW) is implemented";
     case BN_ERR_BAD_THREADS:
-        return "the thread count must be >= 1";
+        return "the thread count must be in 1..1024";
     default:
         return "unknown status code";
     }

@@ -157,7 +157,11 @@ static void threads(void) {
     CHECK(bn_set_num_threads(0) == BN_ERR_BAD_THREADS, "set 0");
     CHECK(bn_set_num_threads(-2) == BN_ERR_BAD_THREADS, "set -2");
     CHECK(bn_set_num_threads(INT32_MIN) == BN_ERR_BAD_THREADS, "set INT32_MIN");
+    CHECK(bn_set_num_threads(1025) == BN_ERR_BAD_THREADS, "set 1025");
+    CHECK(bn_set_num_threads(1 << 20) == BN_ERR_BAD_THREADS, "set 2^20");
+    CHECK(bn_set_num_threads(INT32_MAX) == BN_ERR_BAD_THREADS, "set INT32_MAX");
     CHECK(bn_get_num_threads() == 3, "a rejected count changed the setting: %d", bn_get_num_threads());
+    CHECK(bn_set_num_threads(1024) == BN_OK && bn_get_num_threads() == 1024, "set 1024");
     CHECK(bn_set_num_threads(1) == BN_OK && bn_get_num_threads() == 1, "set 1");
 }
 

@@ -113,7 +113,8 @@ static void test_forward_train(shape sh, int kind, unsigned mask, double eps, do
     for (int64_t ch = 0; ch < c; ch++) {
         long double mean, var;
         ref_stats(x0, sh, ch, &mean, &var);
-        long double invstd = 1.0L / sqrtl(var + eps), sd = sqrtl(var);
+        /* PyTorch's rule: var == 0 with eps == 0 (a constant channel) gives invstd 0 */
+        long double invstd = var == 0 && eps == 0 ? 0.0L : 1.0L / sqrtl(var + eps), sd = sqrtl(var);
         long double wc = has_w ? w[ch] : 1.0L, bc = has_b ? b[ch] : 0.0L;
         if (has_sm)
             CHECK(near(sm[ch], mean, 1e-13L * (fabsl(mean) + sd)),
@@ -302,6 +303,82 @@ static void test_backward_eval(shape sh, int kind, unsigned mask, double eps, in
         free(dx);
 }
 
+/*
+ * eps = 0 with constant channels: PyTorch's InvStd gives invstd = 0 when var == 0 and eps == 0,
+ * so y = bias, dx = 0 and dweight = 0 (not NaN), while the other channels are normal. The shapes
+ * reach every schedule: serial small, serial channel groups (short rows), split and by-channel
+ * (2 threads). Eval has no such rule: running_var 0 with eps 0 gives 1/0.
+ */
+static void test_eps_zero_constant_channel(void) {
+    static const shape shapes[] = {{2, 3, 4}, {3000, 5, 7}, {4, 3, 8192}, {4, 4, 8192}};
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+        shape sh = shapes[k];
+        int64_t total = sh.n * sh.c * sh.s, m = sh.n * sh.s, c = sh.c;
+        float *x = floats(total), *y = floats(total), *dy = floats(total), *dx = floats(total);
+        float *w = floats(c), *b = floats(c), *rm = floats(c), *rv = floats(c), *dw = floats(c),
+              *db = floats(c);
+        double *sm = malloc((size_t)c * sizeof(double)), *si = malloc((size_t)c * sizeof(double));
+        fill_x(x, sh, 0);
+        fill(dy, total, -1.0, 1.0);
+        fill(w, c, 0.5, 2.0);
+        fill(b, c, -1.0, 1.0);
+        for (int64_t ch = 0; ch < c; ch += 2) /* even channels constant, at an ugly value */
+            for (int64_t i = 0; i < sh.n; i++)
+                for (int64_t j = 0; j < sh.s; j++)
+                    x[(i * c + ch) * sh.s + j] = 12345.678f + (float)ch;
+        for (int threads = 1; threads <= 2; threads++) {
+            bn_set_num_threads(threads);
+            for (int64_t ch = 0; ch < c; ch++)
+                rm[ch] = 0.5f, rv[ch] = 2.0f;
+            int32_t st = bn_forward_train_f32(y, sm, si, rm, rv, x, w, b, sh.n, c, sh.s,
+                                              BN_LAYOUT_NCS, 0.0, 0.1);
+            st |= bn_backward_train_f32(dx, dw, db, dy, x, w, sm, si, sh.n, c, sh.s, BN_LAYOUT_NCS);
+            CHECK(st == BN_OK, "eps 0 status %d", st);
+            for (int64_t ch = 0; ch < c; ch++) {
+                long double mean, var;
+                ref_stats(x, sh, ch, &mean, &var);
+                int constant = ch % 2 == 0;
+                CHECK(constant ? si[ch] == 0.0 : si[ch] > 0.0 && isfinite(si[ch]),
+                      "eps 0 shape %lldx%lldx%lld threads %d ch %lld: save_invstd %.17g",
+                      (long long)sh.n, (long long)c, (long long)sh.s, threads, (long long)ch, si[ch]);
+                CHECK(isfinite(rv[ch]) && near(rv[ch], 0.9L * 2.0L + 0.1L * var * m / (m - 1),
+                                               4 * U_F32 * (2.0L + var)),
+                      "eps 0 running_var ch %lld: %.9g", (long long)ch, rv[ch]);
+                if (!constant)
+                    continue;
+                CHECK(sm[ch] == 12345.678f + (float)ch, "eps 0 save_mean ch %lld: %.17g",
+                      (long long)ch, sm[ch]);
+                CHECK(dw[ch] == 0.0f, "eps 0 dweight ch %lld: %.9g", (long long)ch, dw[ch]);
+                long double sdy = 0, ady = 0;
+                int ok = 1;
+                for (int64_t i = 0; i < sh.n; i++)
+                    for (int64_t j = 0; j < sh.s; j++) {
+                        int64_t idx = (i * c + ch) * sh.s + j;
+                        ok &= y[idx] == b[ch] && dx[idx] == 0.0f;
+                        sdy += dy[idx];
+                        ady += fabsl((long double)dy[idx]);
+                    }
+                CHECK(ok, "eps 0 ch %lld: y must be bias and dx zero", (long long)ch);
+                CHECK(near(db[ch], sdy, 2 * U_F32 * fabsl(sdy) + 1e-13L * ady),
+                      "eps 0 dbias ch %lld: %.9g vs %.12Lg", (long long)ch, db[ch], sdy);
+            }
+        }
+        /* eval: 1/sqrt(0 + 0) is inf, so x != running_mean gives +-inf and x == running_mean NaN */
+        for (int64_t ch = 0; ch < c; ch++)
+            rm[ch] = x[ch * sh.s], rv[ch] = 0.0f, w[ch] = 1.0f, b[ch] = 0.0f;
+        CHECK(bn_forward_eval_f32(y, x, w, b, rm, rv, sh.n, c, sh.s, BN_LAYOUT_NCS, 0.0) == BN_OK,
+              "eps 0 eval status");
+        int ok = 1;
+        for (int64_t i = 0; i < total; i++) {
+            float d = x[i] - rm[(i / sh.s) % c];
+            ok &= d == 0.0f ? isnan(y[i]) : isinf(y[i]) && (y[i] > 0) == (d > 0);
+        }
+        CHECK(ok, "eps 0 eval with running_var 0: 1/0, not PyTorch's training rule");
+        free(x), free(y), free(dy), free(dx), free(w), free(b), free(rm), free(rv), free(dw);
+        free(db), free(sm), free(si);
+    }
+}
+
 static void run_shape(shape sh) {
     static const double factors[] = {0.1, 0.0, 1.0, 0.37, 1.0 / 3.0};
     static const double epss[] = {1e-5, 1e-3, 0.5, 0.0};
@@ -328,6 +405,8 @@ int main(void) {
         {2, 1, 1},     {1, 1, 2},     {1, 3, 17},    {5, 7, 1},     {64, 3, 1},
         {3, 4, 143},   {2, 3, 5000},  {17, 5, 300},  {1, 2, 10007}, {4, 3, 30000},
         {300, 40, 9},  {1, 1, 70001}, {33, 2, 4097}, {2, 8, 49},    {16, 10, 1},
+        {2, 100, 3},   {9, 70, 1},    {1, 66, 20},   /* small tensors of more than 64 channels */
+        {3000, 7, 1},  {5000, 2, 1},                 /* rows of one value, many of them */
     };
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         run_shape(fixed[i]);
@@ -343,6 +422,7 @@ int main(void) {
     test_backward_train(big, 1, 15u, 0);
     test_backward_train(big, 0, 15u, 1);
     test_backward_eval(big, 1, 31u, 1e-5, 0);
+    test_eps_zero_constant_channel();
     printf("worst err/tol ratio: %.3g\n", g_worst);
     return finish("test_reference");
 }

@@ -35,7 +35,10 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  *   <li>Training mode normalises with the batch mean and the biased batch variance, increments
  *       {@code numBatchesTracked} before the update, and moves the running statistics by the
  *       factor {@code momentum} (or {@code 1 / numBatchesTracked} without momentum) towards the
- *       batch mean and the <em>unbiased</em> batch variance {@code var * M / (M - 1)}.</li>
+ *       batch mean and the <em>unbiased</em> batch variance {@code var * M / (M - 1)}. As in
+ *       PyTorch, a channel whose batch variance is 0 gets {@code invstd = 0} when {@code eps} is 0
+ *       (its output is the bias and its dx and weight gradient are 0, not NaN); eval mode with the
+ *       running statistics has no such rule.</li>
  *   <li>Eval mode normalises with the running statistics and never changes them. Without
  *       {@code trackRunningStats} there are none, and eval mode uses the batch statistics too.</li>
  *   <li>Training with one value per channel ({@code N * S == 1}) is refused with PyTorch's message

@@ -293,7 +293,8 @@ class BadInputTest {
     void badCounterAndThreadCount() {
         rejected(IllegalArgumentException.class, "numBatchesTracked must be >= 0, got -1", () -> bn.setNumBatchesTracked(-1));
         int threads = Parallelism.threads();
-        rejected(IllegalArgumentException.class, "threads must be >= 1, got 0", () -> Parallelism.setThreads(0));
+        rejected(IllegalArgumentException.class, "threads must be in 1..1024, got 0", () -> Parallelism.setThreads(0));
+        rejected(IllegalArgumentException.class, "threads must be in 1..1024, got 1025", () -> Parallelism.setThreads(1025));
         assertEquals(threads, Parallelism.threads());
     }
 

@@ -2,10 +2,14 @@ package dev.panamabn;
 
 import dev.panamabn.reference.ReferenceBatchNorm;
 import dev.panamabn.reference.ScalarBatchNorm;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
 import java.util.SplittableRandom;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /** The java-scalar benchmark baseline computes the same thing as the reference, to float accuracy. */
 class ScalarBatchNormTest {
@@ -83,5 +87,54 @@ class ScalarBatchNormTest {
         Expect.dx("scalar eval", stats, false, x, dy, g.dx(), Tensors.toDouble(dx));
         Expect.parameterGradients("scalar eval", stats, x, dy, g.dweight(), Tensors.toDouble(dweight), g.dbias(),
                 Tensors.toDouble(dbias));
+    }
+
+    /**
+     * PyTorch's rule for batch statistics: a constant channel with eps 0 has invstd 0, so y = bias
+     * and dx = dweight = 0 instead of NaN; the other channel is normalised as usual.
+     */
+    @Test
+    void epsZeroWithAConstantChannelGivesBias() {
+        Shape shape = Shape.of(3, 2, 2);
+        double[] x = {7.3, 7.3, 1, 2, 7.3, 7.3, 3, 5, 7.3, 7.3, -4, 0.5};
+        double[] dy = {1, -2, 0.5, 1, 3, 0.25, -1, 2, 1, 1, -0.5, 0.75};
+        float[] weight = {1.5f, 0.5f};
+        float[] bias = {0.25f, -1};
+        ReferenceBatchNorm ref = new ReferenceBatchNorm(BatchNormOptions.of(2).withEps(0));
+        ref.weight()[0] = weight[0];
+        ref.weight()[1] = weight[1];
+        ref.bias()[0] = bias[0];
+        ref.bias()[1] = bias[1];
+        double[] yRef = ref.forward(x, shape);
+        ReferenceBatchNorm.Gradients g = ref.backward(dy, x, shape);
+
+        float[] y = new float[x.length];
+        double[] saveMean = new double[2];
+        double[] saveInvstd = new double[2];
+        ScalarBatchNorm.forwardTrain(y, saveMean, saveInvstd, null, null, Tensors.toFloat(x), weight, bias,
+                3, 2, 2, 0, 0.1);
+        float[] dx = new float[x.length];
+        float[] dweight = new float[2];
+        float[] dbias = new float[2];
+        ScalarBatchNorm.backwardTrain(dx, dweight, dbias, Tensors.toFloat(dy), Tensors.toFloat(x), weight, saveMean,
+                saveInvstd, 3, 2, 2);
+
+        assertEquals(0, ref.savedInvstd()[0]);
+        assertEquals(0, saveInvstd[0]);
+        assertTrue(ref.savedInvstd()[1] > 0 && saveInvstd[1] > 0);
+        assertEquals(0, g.dweight()[0]);
+        assertEquals(0, dweight[0]);
+        assertEquals(4.25, g.dbias()[0], 1e-12);
+        assertEquals(4.25f, dbias[0]);
+        for (int n = 0; n < 3; n++) {
+            for (int j = 0; j < 2; j++) {
+                int i = n * 4 + j;
+                assertEquals(bias[0], yRef[i]);
+                assertEquals(bias[0], y[i]);
+                assertEquals(0, g.dx()[i], 0.0);
+                assertEquals(0, dx[i], 0.0f);
+                assertTrue(Double.isFinite(yRef[i + 2]) && Math.abs(yRef[i + 2] - y[i + 2]) < 1e-5);
+            }
+        }
     }
 }

@@ -155,7 +155,7 @@ public final class ReferenceBatchNorm {
                     }
                 }
                 double var = m == 0 ? 0 : squares / m;
-                invstd = m == 0 ? 0 : 1 / Math.sqrt(var + options.eps());
+                invstd = m == 0 ? 0 : invstd(var, options.eps());
                 if (training && options.trackRunningStats() && m > 0) {
                     double factor = factorAfterIncrement();
                     runningMean[c] = (1 - factor) * runningMean[c] + factor * mean;
@@ -225,6 +225,14 @@ public final class ReferenceBatchNorm {
             }
         }
         return options.affine() ? new Gradients(dx, dweight, dbias) : new Gradients(dx, null, null);
+    }
+
+    /**
+     * 1/sqrt(var + eps) of batch statistics, with PyTorch's rule: 0 when var and eps are both 0
+     * (a constant channel with eps 0 gives y = bias and zero gradients, not NaN).
+     */
+    static double invstd(double var, double eps) {
+        return var == 0 && eps == 0 ? 0 : 1 / Math.sqrt(var + eps);
     }
 
     private double factorAfterIncrement() {

@@ -16,7 +16,8 @@ public final class ScalarBatchNorm {
 
     /**
      * Forward pass, training mode. x, y are (N,C,S); weight, bias, running buffers are (C);
-     * saveMean and saveInvstd (C) receive the batch mean and 1/sqrt(var + eps).
+     * saveMean and saveInvstd (C) receive the batch mean and 1/sqrt(var + eps) (0 when var and
+     * eps are both 0, as in PyTorch).
      * {@code factor} is the momentum, or 1/numBatchesTracked for the cumulative average.
      */
     public static void forwardTrain(float[] y, double[] saveMean, double[] saveInvstd,
@@ -57,7 +58,7 @@ public final class ScalarBatchNorm {
                 }
             }
             double var = m == 0 ? 0 : squares / m;
-            double invstd = m == 0 ? 0 : 1 / Math.sqrt(var + eps);
+            double invstd = m == 0 ? 0 : ReferenceBatchNorm.invstd(var, eps);
             double scale = invstd * (weight == null ? 1 : weight[ch]);
             double shift = bias == null ? 0 : bias[ch];
             for (int i = 0; i < nn; i++) {

@@ -329,12 +329,119 @@ class ConcurrencyStressTest {
         }
     }
 
+    /** How many OS threads of this process carry exactly this name. */
+    private static long threadsNamed(String name) throws IOException {
+        return nativeThreadNames().stream().filter(name::equals).count();
+    }
+
     /**
-     * The OpenMP policy, measured: each Java thread inside a large call runs a team of
+     * A thread that makes one call, then stays alive until released, so that the OpenMP helpers
+     * it may have started (kept per calling thread, named after it) can be counted.
+     */
+    private static final class ParkedCaller {
+        private final CountDownLatch called = new CountDownLatch(1);
+        private final CountDownLatch release = new CountDownLatch(1);
+        private final AtomicReferenceThrowable failure = new AtomicReferenceThrowable();
+        private final Thread thread;
+
+        ParkedCaller(String name, Runnable call) {
+            thread = new Thread(() -> {
+                try {
+                    call.run();
+                } catch (Throwable t) {
+                    failure.set(t);
+                } finally {
+                    called.countDown();
+                }
+                try {
+                    release.await();
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            }, name);
+            thread.start();
+        }
+
+        /** Waits for the call, returns the helper threads its thread has, and lets it end. */
+        long helpersAfterCall(String name) throws Exception {
+            called.await();
+            long helpers = threadsNamed(name) - 1;
+            release.countDown();
+            thread.join();
+            failure.rethrow();
+            return helpers;
+        }
+    }
+
+    /**
+     * The team slot, observed without timing: a large call started while another thread's call
+     * runs its team (that call's helper thread exists and it is still inside the kernel before and
+     * after) starts no helper thread: it runs on its calling thread. The same call made when the
+     * team is free does start one, which shows that the count would see it.
+     */
+    @Test
+    void aLargeCallWhileTheTeamIsBusyRunsOnItsCallingThread() throws Exception {
+        Parallelism.setThreads(2);
+        Shape mid = Shape.of(2, CHANNELS, 1 << 16);
+        boolean observed = false;
+        try (BatchNorm holder = BatchNorm.create(CHANNELS); BatchNorm other = BatchNorm.create(CHANNELS);
+             Arena shared = Arena.ofShared()) {
+            holder.eval();
+            other.eval();
+            MemorySegment xm = shared.allocate(mid.elementCount() * Float.BYTES, 64);
+            MemorySegment ym = shared.allocate(mid.elementCount() * Float.BYTES, 64);
+            for (int attempt = 0; attempt < 3 && !observed; attempt++) {
+                Shape big = Shape.of(4, CHANNELS, 1L << (21 + attempt));
+                try (Arena arena = Arena.ofShared()) {
+                    MemorySegment x = arena.allocate(big.elementCount() * Float.BYTES, 64);
+                    MemorySegment y = arena.allocate(big.elementCount() * Float.BYTES, 64);
+                    String holderName = "bnhold" + attempt;
+                    String loneName = "bnlone" + attempt;
+                    AtomicBoolean holding = new AtomicBoolean(true);
+                    Thread holderThread = new Thread(() -> {
+                        try {
+                            holder.forward(x, big, y);
+                        } finally {
+                            holding.set(false);
+                        }
+                    }, holderName);
+                    holderThread.start();
+                    // its helper exists once its team has started, that is, once it holds the slot
+                    while (holding.get() && threadsNamed(holderName) < 2) {
+                        Thread.onSpinWait();
+                    }
+                    if (!holding.get()) {
+                        holderThread.join();
+                        continue;
+                    }
+                    ParkedCaller lone = new ParkedCaller(loneName, () -> other.forward(xm, mid, ym));
+                    lone.called.await();
+                    boolean holderStillInside = holding.get() && inNativeCall(holderThread);
+                    long loneHelpers = lone.helpersAfterCall(loneName);
+                    holderThread.join();
+                    if (holderStillInside) {
+                        assertEquals(0, loneHelpers, "a large call made while another call held the team started "
+                                + loneHelpers + " helper threads");
+                        observed = true;
+                    }
+                }
+            }
+            assertTrue(observed, "never caught a call running its team: the holder call was always too quick");
+            String freeName = "bnfree";
+            long freeHelpers = new ParkedCaller(freeName, () -> other.forward(xm, mid, ym)).helpersAfterCall(freeName);
+            assertTrue(freeHelpers >= 1, "the same call with the team free started no helper: the count is blind");
+            System.out.println("OpenMP policy: a large call while the team was busy started 0 helpers; with the"
+                    + " team free it started " + freeHelpers);
+        }
+    }
+
+    /**
+     * The OpenMP policy, measured over many callers: at most one call at a time runs a team of
      * {@link Parallelism#threads()} threads, itself plus helpers that OpenMP creates for that
-     * Java thread (they inherit its OS thread name, which is how they are counted here). So with
-     * {@code setThreads(1)} concurrent callers never start a helper, and with {@code setThreads(t)},
-     * k concurrent callers use at most {@code k * (t - 1)} helpers.
+     * Java thread (they inherit its OS thread name, which is how they are counted here) and keeps
+     * while that Java thread lives. So with {@code setThreads(1)} concurrent callers never start a
+     * helper, and with {@code setThreads(t)}, k callers have at most {@code k * (t - 1)} helpers in
+     * all, of which at most {@code t - 1} run at any time (the test above shows the exclusion).
      */
     @Test
     void nativeThreadsPerCallingThread() throws Exception {
