@@ -6,8 +6,7 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.Objects;
-import java.util.concurrent.locks.Lock;
-import java.util.concurrent.locks.ReentrantReadWriteLock;
+import java.util.concurrent.locks.StampedLock;
 
 /**
  * Batch normalization over the channel dimension of float32 tensors, with the semantics of
@@ -107,20 +106,23 @@ public final class BatchNorm implements AutoCloseable {
     private final MemorySegment runningVar;
     private final MemorySegment saveMean;
     private final MemorySegment saveInvstd;
+    /** The buffers the kernels read and write, as the downcalls get them (see {@link KernelBuffers}). */
+    private final KernelBuffers kernel;
 
-    private final ReentrantReadWriteLock.ReadLock readLock;
-    private final ReentrantReadWriteLock.WriteLock writeLock;
+    /** Write mode for every change of state, read mode for eval-mode forward with running statistics. */
+    private final StampedLock lock = new StampedLock();
 
     private volatile boolean open = true;
     private volatile boolean training = true;
-    /** Guarded by writeLock (read under readLock). */
+    /** Guarded by the lock's write mode (read in read mode). */
     private long numBatchesTracked;
     /**
      * Shape of the last forward whose statistics backward may use; null after any change of mode or
-     * state. Written under the write lock, or under the read lock by eval-mode forward calls with
-     * running statistics (a plain reference write; backward, under the write lock, sees the last).
+     * state. Written in write mode, or in read mode by eval-mode forward calls with running
+     * statistics (racing writes of a reference, which cannot tear); read only by backward, in write
+     * mode, which the lock orders after every earlier write: no volatile needed.
      */
-    private volatile Shape lastForward;
+    private Shape lastForward;
 
     private BatchNorm(BatchNormOptions options) {
         this.options = options;
@@ -143,9 +145,8 @@ public final class BatchNorm implements AutoCloseable {
         this.runningVar = track ? arena.allocate(floats, ALIGNMENT) : MemorySegment.NULL;
         this.saveMean = arena.allocate(doubles, ALIGNMENT);
         this.saveInvstd = arena.allocate(doubles, ALIGNMENT);
-        ReentrantReadWriteLock lock = new ReentrantReadWriteLock();
-        this.readLock = lock.readLock();
-        this.writeLock = lock.writeLock();
+        this.kernel = new KernelBuffers(weight, bias, runningMean, runningVar, saveMean, saveInvstd, stepWeightGrad,
+                stepBiasGrad);
         initParameters();
         initRunningStats();
     }
@@ -221,7 +222,7 @@ public final class BatchNorm implements AutoCloseable {
     /** Either the segments (xs, and ys or outArena) or the arrays (xa, ya) are given. */
     private MemorySegment forward(MemorySegment xs, float[] xa, Shape shape, MemorySegment ys, float[] ya,
                                   Arena outArena) {
-        Lock held = lockForForward();
+        long stamp = lockForForward();
         try {
             ensureOpen();
             long bytes = checkChannels(shape);
@@ -262,45 +263,45 @@ public final class BatchNorm implements AutoCloseable {
                     factor = cumulative ? 1.0 / numBatchesTracked : momentum;
                 }
                 status = xa != null
-                        ? forwardTrain(ya, saveMean, saveInvstd, runningMean, runningVar, xa, weight, bias,
-                                n, channels, s, eps, factor)
-                        : BatchNormNative.bn_forward_train_f32(ys, saveMean, saveInvstd, runningMean, runningVar, xs,
-                                weight, bias, n, channels, s, NativeCalls.LAYOUT_NCS, eps, factor);
+                        ? forwardTrain(ya, kernel.saveMean(), kernel.saveInvstd(), kernel.runningMean(),
+                                kernel.runningVar(), xa, kernel.weight(), kernel.bias(), n, channels, s, eps, factor)
+                        : BatchNormNative.bn_forward_train_f32(ys, kernel.saveMean(), kernel.saveInvstd(),
+                                kernel.runningMean(), kernel.runningVar(), xs, kernel.weight(), kernel.bias(), n,
+                                channels, s, NativeCalls.LAYOUT_NCS, eps, factor);
                 if (status != NativeCalls.OK && updatesRunningStats) {
                     numBatchesTracked--;
                 }
                 NativeCalls.check(status, "bn_forward_train_f32");
             } else {
                 status = xa != null
-                        ? forwardEval(ya, xa, weight, bias, runningMean, runningVar, n, channels, s, eps)
-                        : BatchNormNative.bn_forward_eval_f32(ys, xs, weight, bias, runningMean, runningVar,
-                                n, channels, s, NativeCalls.LAYOUT_NCS, eps);
+                        ? forwardEval(ya, xa, kernel.weight(), kernel.bias(), kernel.runningMean(),
+                                kernel.runningVar(), n, channels, s, eps)
+                        : BatchNormNative.bn_forward_eval_f32(ys, xs, kernel.weight(), kernel.bias(),
+                                kernel.runningMean(), kernel.runningVar(), n, channels, s, NativeCalls.LAYOUT_NCS, eps);
                 NativeCalls.check(status, "bn_forward_eval_f32");
             }
             lastForward = shape;
             return ys;
         } finally {
-            held.unlock();
+            lock.unlock(stamp);
         }
     }
 
-    /** The write lock for calls that change state, the read lock for eval with running statistics. */
-    private Lock lockForForward() {
+    /** Write mode for calls that change state, read mode for eval with running statistics. */
+    private long lockForForward() {
         if (!track) {
-            writeLock.lock();
-            return writeLock;
+            return lock.writeLock();
         }
         while (true) {
             if (training) {
-                writeLock.lock();
-                return writeLock;
+                return lock.writeLock();
             }
-            readLock.lock();
-            // The mode changes only under the write lock, so it cannot change while we hold this.
+            long stamp = lock.readLock();
+            // The mode changes only in write mode, so it cannot change while we hold this.
             if (!training) {
-                return readLock;
+                return stamp;
             }
-            readLock.unlock();
+            lock.unlockRead(stamp);
         }
     }
 
@@ -344,7 +345,7 @@ public final class BatchNorm implements AutoCloseable {
     /** Either the segments (dys, xs, and dxs or outArena) or the arrays (dya, xa, dxa) are given. */
     private MemorySegment backward(MemorySegment dys, float[] dya, MemorySegment xs, float[] xa, Shape shape,
                                    MemorySegment dxs, float[] dxa, Arena outArena) {
-        writeLock.lock();
+        long stamp = lock.writeLock();
         try {
             ensureOpen();
             long bytes = checkChannels(shape);
@@ -380,17 +381,19 @@ public final class BatchNorm implements AutoCloseable {
             int status;
             if (training || !track) {
                 status = xa != null
-                        ? backwardTrain(dxa, stepWeightGrad, stepBiasGrad, dya, xa, weight, saveMean, saveInvstd,
-                                n, channels, s)
-                        : BatchNormNative.bn_backward_train_f32(dxs, stepWeightGrad, stepBiasGrad, dys, xs, weight,
-                                saveMean, saveInvstd, n, channels, s, NativeCalls.LAYOUT_NCS);
+                        ? backwardTrain(dxa, kernel.stepWeightGrad(), kernel.stepBiasGrad(), dya, xa, kernel.weight(),
+                                kernel.saveMean(), kernel.saveInvstd(), n, channels, s)
+                        : BatchNormNative.bn_backward_train_f32(dxs, kernel.stepWeightGrad(), kernel.stepBiasGrad(), dys,
+                                xs, kernel.weight(), kernel.saveMean(), kernel.saveInvstd(), n, channels, s,
+                                NativeCalls.LAYOUT_NCS);
                 NativeCalls.check(status, "bn_backward_train_f32");
             } else {
                 status = xa != null
-                        ? backwardEval(dxa, stepWeightGrad, stepBiasGrad, dya, xa, weight, runningMean, runningVar,
-                                n, channels, s, eps)
-                        : BatchNormNative.bn_backward_eval_f32(dxs, stepWeightGrad, stepBiasGrad, dys, xs, weight,
-                                runningMean, runningVar, n, channels, s, NativeCalls.LAYOUT_NCS, eps);
+                        ? backwardEval(dxa, kernel.stepWeightGrad(), kernel.stepBiasGrad(), dya, xa, kernel.weight(),
+                                kernel.runningMean(), kernel.runningVar(), n, channels, s, eps)
+                        : BatchNormNative.bn_backward_eval_f32(dxs, kernel.stepWeightGrad(), kernel.stepBiasGrad(), dys,
+                                xs, kernel.weight(), kernel.runningMean(), kernel.runningVar(), n, channels, s,
+                                NativeCalls.LAYOUT_NCS, eps);
                 NativeCalls.check(status, "bn_backward_eval_f32");
             }
             if (affine) {
@@ -401,7 +404,7 @@ public final class BatchNorm implements AutoCloseable {
             }
             return dxs;
         } finally {
-            writeLock.unlock();
+            lock.unlockWrite(stamp);
         }
     }
 
@@ -469,11 +472,11 @@ public final class BatchNorm implements AutoCloseable {
      */
     public long numBatchesTracked() {
         trackedBuffer(runningMean, "numBatchesTracked");
-        readLock.lock();
+        long stamp = lock.readLock();
         try {
             return numBatchesTracked;
         } finally {
-            readLock.unlock();
+            lock.unlockRead(stamp);
         }
     }
 
@@ -488,18 +491,18 @@ public final class BatchNorm implements AutoCloseable {
             throw new IllegalArgumentException("numBatchesTracked must be >= 0, got " + count);
         }
         trackedBuffer(runningMean, "numBatchesTracked");
-        writeLock.lock();
+        long stamp = lock.writeLock();
         try {
             ensureOpen();
             numBatchesTracked = count;
         } finally {
-            writeLock.unlock();
+            lock.unlockWrite(stamp);
         }
     }
 
     /** Sets the weight and bias gradients to zero (PyTorch's {@code zero_grad()}, without setting them to None). */
     public void zeroGrad() {
-        writeLock.lock();
+        long stamp = lock.writeLock();
         try {
             ensureOpen();
             if (affine) {
@@ -507,39 +510,39 @@ public final class BatchNorm implements AutoCloseable {
                 biasGrad.fill((byte) 0);
             }
         } finally {
-            writeLock.unlock();
+            lock.unlockWrite(stamp);
         }
     }
 
     /** Running mean 0, running variance 1, {@code numBatchesTracked} 0 (PyTorch's {@code reset_running_stats()}). */
     public void resetRunningStats() {
-        writeLock.lock();
+        long stamp = lock.writeLock();
         try {
             ensureOpen();
             initRunningStats();
             lastForward = null;
         } finally {
-            writeLock.unlock();
+            lock.unlockWrite(stamp);
         }
     }
 
     /** {@link #resetRunningStats()}, then weight 1 and bias 0 (PyTorch's {@code reset_parameters()}). */
     public void resetParameters() {
-        writeLock.lock();
+        long stamp = lock.writeLock();
         try {
             ensureOpen();
             initRunningStats();
             initParameters();
             lastForward = null;
         } finally {
-            writeLock.unlock();
+            lock.unlockWrite(stamp);
         }
     }
 
     /** Frees the module's native memory; later calls throw {@link IllegalStateException}. Idempotent. */
     @Override
     public void close() {
-        writeLock.lock();
+        long stamp = lock.writeLock();
         try {
             if (open) {
                 open = false;
@@ -547,7 +550,7 @@ public final class BatchNorm implements AutoCloseable {
                 arena.close();
             }
         } finally {
-            writeLock.unlock();
+            lock.unlockWrite(stamp);
         }
     }
 
@@ -574,7 +577,7 @@ public final class BatchNorm implements AutoCloseable {
     // ---- internals ----
 
     private BatchNorm setTraining(boolean mode) {
-        writeLock.lock();
+        long stamp = lock.writeLock();
         try {
             ensureOpen();
             if (training != mode) {
@@ -583,7 +586,7 @@ public final class BatchNorm implements AutoCloseable {
             }
             return this;
         } finally {
-            writeLock.unlock();
+            lock.unlockWrite(stamp);
         }
     }
 
@@ -713,6 +716,35 @@ public final class BatchNorm implements AutoCloseable {
         long a0 = a.address();
         long b0 = b.address();
         return a0 < b0 + bBytes && b0 < a0 + aBytes;
+    }
+
+    /**
+     * The module's native buffers as the kernels get them: views of the same memory that belong to
+     * no arena. A downcall acquires and releases the arena of every segment it passes, an atomic
+     * update each for the module's shared arena, which made up a good part of a small call's cost.
+     * Passing these views is safe because the module frees its arena only in {@link #close()},
+     * under the write lock, and every call passes them while holding the lock after
+     * {@code ensureOpen()}. {@code MemorySegment.NULL} (an absent buffer) stays NULL.
+     */
+    private record KernelBuffers(MemorySegment weight, MemorySegment bias, MemorySegment runningMean,
+                                 MemorySegment runningVar, MemorySegment saveMean, MemorySegment saveInvstd,
+                                 MemorySegment stepWeightGrad, MemorySegment stepBiasGrad) {
+
+        KernelBuffers {
+            weight = unscoped(weight);
+            bias = unscoped(bias);
+            runningMean = unscoped(runningMean);
+            runningVar = unscoped(runningVar);
+            saveMean = unscoped(saveMean);
+            saveInvstd = unscoped(saveInvstd);
+            stepWeightGrad = unscoped(stepWeightGrad);
+            stepBiasGrad = unscoped(stepBiasGrad);
+        }
+
+        @SuppressWarnings("restricted") // the module's own memory, kept alive as described above
+        private static MemorySegment unscoped(MemorySegment owned) {
+            return MemorySegment.ofAddress(owned.address()).reinterpret(owned.byteSize());
+        }
     }
 
     // The critical calls wrap the arrays right at the call, where escape analysis can remove the
