@@ -64,7 +64,8 @@ BN_API const char *bn_status_message(int32_t status);
  *   running_var  = (1-factor)*running_var  + factor*var*M/(M-1)   (unbiased).
  * factor is PyTorch's momentum, or 1/num_batches_tracked for the cumulative average.
  * As in PyTorch, invstd = 0 when var == 0 and eps == 0 (y = bias; backward then gives dx = 0).
- * Statistics are accumulated in double; the variance is two-pass, never E[x^2]-E[x]^2.
+ * Statistics are accumulated in double; the variance comes from deviations (from the mean, or in
+ * one pass from a value of the data, which bounds the cancellation), never from E[x^2]-E[x]^2.
  * Optional: weight, bias, running_mean + running_var (together), save_mean, save_invstd.
  * M == 0 (empty batch): y untouched, running stats untouched, save_mean = 0, save_invstd = 0.
  * M == 1: BN_ERR_TOO_FEW_VALUES.

@@ -94,7 +94,8 @@ typedef struct bn_coeffs {
 /* ---- block kernels; start and len are flat indices within one channel (kernels_*.c) ---- */
 
 typedef struct {
-    /* Moments of x[start, start+len) about shift: two passes over the block. */
+    /* Moments of x[start, start+len) about shift: sum of (x - shift) and sum of squared
+     * deviations from the block's mean, from deviations, never from E[x^2] - E[x]^2. */
     bn_moments (*moments)(const float *x, bn_rows v, int64_t start, int64_t len, double shift);
     /* y = (x - mean)*alpha + beta. y may equal x. */
     void (*normalize)(float *y, const float *x, bn_rows v, int64_t start, int64_t len,

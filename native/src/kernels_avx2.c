@@ -2,21 +2,20 @@
  * AVX2+FMA block kernels, compiled with -mavx2 -mfma and called only when the CPU has both
  * (kernels.c picks them at run time).
  *
- * Fast paths work in float lanes and fold into double often enough that no error grows with the
- * tensor: a sum adds 8 vectors (64 values) as a fixed tree in float, so each float partial holds
- * 8 values per lane, then widens it to double and adds it to double accumulators. Its error is
- * that of an 8-term float sum (at most 3 roundings per term, relative to the terms' magnitudes),
- * independent of the channel size. Means are subtracted as a float pair (hi + lo) so that
- * deviations keep full accuracy when |mean| >> spread.
+ * Every sum is accumulated in double: the moments of a block in one pass (deviations from the
+ * block's first value, see moment_state), the backward sums in one pass. The elementwise passes
+ * (y, dx) work in float lanes, with means subtracted as a float pair (hi + lo) so that deviations
+ * keep full accuracy when |mean| >> spread.
  *
- * Float lanes have a narrower range than double: each fast path checks its constants (or, for the
- * statistics, the magnitudes it met) and falls back to a wide path, which does every operation in
- * double, when overflow, underflow or a non-finite value could have hurt the result. The choice
- * depends only on the block's data, so results still do not depend on the thread count.
+ * Float lanes have a narrower range than double: each elementwise fast path checks its constants
+ * and falls back to a wide path, which does every operation in double, when overflow, underflow or
+ * a non-finite value could have hurt the result; so do the moments when they meet a non-finite
+ * value. The choice depends only on the block's data, so results still do not depend on the
+ * thread count.
  *
  * Every kernel walks its block segment by segment (a segment is the part of one row inside the
- * block); within a segment: 64-value chunks, then single 8-value vectors, then scalars. That
- * order is fixed by the shape.
+ * block); within a segment: 16-value chunks, then single 4- or 8-value vectors, then scalars.
+ * That order is fixed by the shape.
  */
 #include <immintrin.h>
 #include <math.h>
@@ -51,27 +50,7 @@ static inline double hsum(__m256d a0, __m256d a1, __m256d a2, __m256d a3) {
     return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
 }
 
-static inline float hmax(__m256 v) {
-    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-    m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
-    return _mm_cvtss_f32(m);
-}
 
-/* Adds a float vector to a pair of double accumulators. */
-static inline void widen_add(__m256d *a0, __m256d *a1, __m256 s) {
-    *a0 = _mm256_add_pd(*a0, lo4(s));
-    *a1 = _mm256_add_pd(*a1, hi4(s));
-}
-
-/* sum of a[j]*b[j] over 8 vectors, as a fixed tree. */
-static inline __m256 dot8(const __m256 a[8], const __m256 b[8]) {
-    __m256 p0 = _mm256_fmadd_ps(a[0], b[0], _mm256_mul_ps(a[1], b[1]));
-    __m256 p1 = _mm256_fmadd_ps(a[2], b[2], _mm256_mul_ps(a[3], b[3]));
-    __m256 p2 = _mm256_fmadd_ps(a[4], b[4], _mm256_mul_ps(a[5], b[5]));
-    __m256 p3 = _mm256_fmadd_ps(a[6], b[6], _mm256_mul_ps(a[7], b[7]));
-    return _mm256_add_ps(_mm256_add_ps(p0, p1), _mm256_add_ps(p2, p3));
-}
 
 /* A constant a float lane can use without overflow, underflow or NaN worries. */
 static inline int float_ok(double c) {
@@ -276,126 +255,88 @@ static bn_grad_sums eval_backward_wide(float *dx, const float *dy, const float *
 
 /* ======== fast paths: float lanes, folded into double ======== */
 
-/* Running state of a block's sum of values (pass 1 of the moments). */
-typedef struct {
-    __m256d a0, a1, a2, a3;
-    double tail;
-} sum_state;
-
-/* Running state of a block's sum of squared deviations (pass 2 of the moments). */
-typedef struct {
-    __m256d a0, a1;
-    __m256 dmax;
-    double tail;
-    float dmax_tail;
-} sq_state;
-
 /*
- * Plain double sums of the values: exact whenever the block's values span less than about 2^20
- * in magnitude (always so when |mean| >> spread), otherwise off by ~1e-16 of the largest value
- * times the count. pf, when given, prefetches ahead along the channel.
+ * Running state of a block's moments, in one pass: sums of d and of d*d, d = x - k in double,
+ * where k is the block's first value. Because k is one of the block's values, (k - mean)^2 is at
+ * most the block's sum of squared deviations m2, so m2 = sum d^2 - (sum d)^2/len cancels at most
+ * a factor 1 + len: below 1e-8 of m2 for a 4096-value block, and exact for a constant block.
  */
-static inline __attribute__((always_inline)) void sum_seg(sum_state *st, const float *p,
-                                                           int64_t seg, pf_cursor *pf,
-                                                           bn_rows v, const float *base) {
+typedef struct {
+    __m256d s0, s1, s2, s3, q0, q1, q2, q3;
+    double ts, tq;
+} moment_state;
+
+static inline void moment_init(moment_state *st) {
+    st->s0 = st->s1 = st->s2 = st->s3 = _mm256_setzero_pd();
+    st->q0 = st->q1 = st->q2 = st->q3 = _mm256_setzero_pd();
+    st->ts = st->tq = 0.0;
+}
+
+/* Adds d = x - k and d*d for 4 values into the accumulator pair (s, q). */
+#define MOMENT4(p, k, s, q)                                                          \
+    do {                                                                             \
+        __m256d d_ = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(p)), k);             \
+        s = _mm256_add_pd(s, d_);                                                    \
+        q = _mm256_fmadd_pd(d_, d_, q);                                              \
+    } while (0)
+
+/* One segment of a block into the state; pf, when given, prefetches ahead along the channel. */
+static inline __attribute__((always_inline)) void moment_seg(moment_state *st, const float *p,
+                                                              int64_t seg, double k,
+                                                              pf_cursor *pf, bn_rows v,
+                                                              const float *base) {
+    const __m256d kv = _mm256_set1_pd(k);
     int64_t i = 0;
     for (; i + 16 <= seg; i += 16) {
         if (pf)
             pf_step(pf, v, base, NULL);
-        st->a0 = _mm256_add_pd(st->a0, _mm256_cvtps_pd(_mm_loadu_ps(p + i)));
-        st->a1 = _mm256_add_pd(st->a1, _mm256_cvtps_pd(_mm_loadu_ps(p + i + 4)));
-        st->a2 = _mm256_add_pd(st->a2, _mm256_cvtps_pd(_mm_loadu_ps(p + i + 8)));
-        st->a3 = _mm256_add_pd(st->a3, _mm256_cvtps_pd(_mm_loadu_ps(p + i + 12)));
+        MOMENT4(p + i, kv, st->s0, st->q0);
+        MOMENT4(p + i + 4, kv, st->s1, st->q1);
+        MOMENT4(p + i + 8, kv, st->s2, st->q2);
+        MOMENT4(p + i + 12, kv, st->s3, st->q3);
     }
     if (pf)
         pf_skip(pf, v, seg % 16); /* the 16-value loop stepped the rest */
     for (; i + 4 <= seg; i += 4)
-        st->a0 = _mm256_add_pd(st->a0, _mm256_cvtps_pd(_mm_loadu_ps(p + i)));
-    for (; i < seg; i++)
-        st->tail += (double)p[i];
-}
-
-/* Squared deviations from mh + ml in float lanes, 8-value trees folded into double. */
-static inline __attribute__((always_inline)) void sq_seg(sq_state *st, const float *p,
-                                                          int64_t seg, float mhf, float mlf) {
-    const __m256 mh = _mm256_set1_ps(mhf), ml = _mm256_set1_ps(mlf);
-    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-    int64_t i = 0;
-    for (; i + 64 <= seg; i += 64) {
-        __m256 t[8];
-        for (int j = 0; j < 8; j++) {
-            t[j] = _mm256_sub_ps(_mm256_sub_ps(_mm256_loadu_ps(p + i + 8 * j), mh), ml);
-            st->dmax = _mm256_max_ps(st->dmax, _mm256_and_ps(t[j], abs_mask));
-        }
-        widen_add(&st->a0, &st->a1, dot8(t, t));
-    }
-    for (; i + 8 <= seg; i += 8) {
-        __m256 d = _mm256_sub_ps(_mm256_sub_ps(_mm256_loadu_ps(p + i), mh), ml);
-        st->dmax = _mm256_max_ps(st->dmax, _mm256_and_ps(d, abs_mask));
-        widen_add(&st->a0, &st->a1, _mm256_mul_ps(d, d));
-    }
+        MOMENT4(p + i, kv, st->s0, st->q0);
     for (; i < seg; i++) {
-        float d = (p[i] - mhf) - mlf;
-        st->dmax_tail = fabsf(d) > st->dmax_tail ? fabsf(d) : st->dmax_tail;
-        st->tail += (double)(d * d);
+        double d = (double)p[i] - k;
+        st->ts += d;
+        st->tq = fma(d, d, st->tq);
     }
 }
 
-static inline void sum_init(sum_state *st) {
-    st->a0 = st->a1 = st->a2 = st->a3 = _mm256_setzero_pd();
-    st->tail = 0.0;
+/*
+ * The block's moments about the channel's shift from the state, or NaN in m2 when they are not
+ * finite (a NaN or infinity in the block: the wide path then gives the channel its NaN).
+ */
+static inline bn_moments moment_result(const moment_state *st, int64_t len, double k,
+                                       double shift) {
+    double sd = hsum(st->s0, st->s1, st->s2, st->s3) + st->ts;
+    double sq = hsum(st->q0, st->q1, st->q2, st->q3) + st->tq;
+    bn_moments m = {(double)len, sd + (double)len * (k - shift), sq - sd * (sd / (double)len)};
+    if (!isfinite(m.sum) || !isfinite(m.m2))
+        m.m2 = NAN;
+    return m;
 }
 
-static inline void sq_init(sq_state *st) {
-    st->a0 = st->a1 = _mm256_setzero_pd();
-    st->dmax = _mm256_setzero_ps();
-    st->tail = 0.0;
-    st->dmax_tail = 0.0f;
-}
-
-/* The block sum about shift, from pass 1's state. */
-static inline double sum_result(const sum_state *st, int64_t len, double shift) {
-    return (hsum(st->a0, st->a1, st->a2, st->a3) + st->tail) - (double)len * shift;
-}
-
-/* The sum of squares from pass 2's state, or NaN when float lanes may have lost it: squares of
- * deviations outside [2^-60, 2^60] may underflow or overflow in float. */
-static inline double sq_result(const sq_state *st) {
-    __m256d z = _mm256_setzero_pd();
-    double m2 = hsum(st->a0, st->a1, z, z) + st->tail;
-    float dm = hmax(st->dmax);
-    dm = dm > st->dmax_tail ? dm : st->dmax_tail;
-    if (!isfinite(m2) || (dm != 0.0f && (dm < 0x1p-60f || dm > 0x1p60f)))
-        return NAN;
-    return m2;
-}
-
-/* The float pair (hi, lo) of the block mean shift + sum/len. */
-static inline void mean_pair(double shift, double sum, int64_t len, float *hi, float *lo) {
-    double mean = shift + sum / (double)len;
-    *hi = (float)mean;
-    *lo = (float)(mean - (double)*hi);
+/* The first value of a block (the point its deviations are taken from), or the channel's shift
+ * when that value is not finite. */
+static inline double block_origin(const float *x, bn_rows v, int64_t start, double shift) {
+    int64_t row = bn_row_of(start, v.s);
+    float first = x[row * v.stride + start - row * v.s];
+    return isfinite(first) ? (double)first : shift;
 }
 
 static bn_moments moments(const float *x, bn_rows v, int64_t start, int64_t len, double shift) {
-    sum_state s1;
-    sum_init(&s1);
+    double k = block_origin(x, v, start, shift);
+    moment_state st;
+    moment_init(&st);
     pf_cursor pf = pf_start(v, start);
     FOR_EACH_SEGMENT(v, start, len, off, seg)
-        sum_seg(&s1, x + off, seg, &pf, v, x);
-    bn_moments m = {(double)len, sum_result(&s1, len, shift), 0.0};
-    if (!isfinite(m.sum))
-        return moments_wide(x, v, start, len, shift);
-    float mhf, mlf;
-    mean_pair(shift, m.sum, len, &mhf, &mlf);
-    sq_state s2;
-    sq_init(&s2);
-    FOR_EACH_SEGMENT(v, start, len, off, seg)
-        sq_seg(&s2, x + off, seg, mhf, mlf);
-    m.m2 = sq_result(&s2);
-    if (isnan(m.m2))
-        return moments_wide(x, v, start, len, shift);
-    return m;
+        moment_seg(&st, x + off, seg, k, &pf, v, x);
+    bn_moments m = moment_result(&st, len, k, shift);
+    return isnan(m.m2) ? moments_wide(x, v, start, len, shift) : m;
 }
 
 /* Prefetches row r's part of g channels (g*s contiguous values from p), when r < rows. */
@@ -415,33 +356,21 @@ static inline void prefetch_row(const float *p, int64_t s, int64_t g) {
  */
 static void moments_group(const float *x, bn_rows v, int64_t g, int64_t start, int64_t len,
                           const double *shift, bn_moments *out) {
-    sum_state s1[BN_GROUP_MAX];
-    sq_state s2[BN_GROUP_MAX];
-    float mh[BN_GROUP_MAX], ml[BN_GROUP_MAX];
-    int ok[BN_GROUP_MAX];
-    for (int64_t j = 0; j < g; j++)
-        sum_init(&s1[j]);
+    moment_state st[BN_GROUP_MAX];
+    double k[BN_GROUP_MAX];
+    for (int64_t j = 0; j < g; j++) {
+        k[j] = block_origin(x + j * v.s, v, start, shift[j]);
+        moment_init(&st[j]);
+    }
     int64_t rows = (v.m + v.s - 1) / v.s;
     FOR_EACH_SEGMENT(v, start, len, off, seg) {
         if (row_ + BN_ROWS_AHEAD < rows)
             prefetch_row(x + (row_ + BN_ROWS_AHEAD) * v.stride, v.s, g);
         for (int64_t j = 0; j < g; j++)
-            sum_seg(&s1[j], x + j * v.s + off, seg, NULL, v, x);
+            moment_seg(&st[j], x + j * v.s + off, seg, k[j], NULL, v, x);
     }
     for (int64_t j = 0; j < g; j++) {
-        out[j].n = (double)len;
-        out[j].sum = sum_result(&s1[j], len, shift[j]);
-        ok[j] = isfinite(out[j].sum);
-        if (ok[j])
-            mean_pair(shift[j], out[j].sum, len, &mh[j], &ml[j]);
-        sq_init(&s2[j]);
-    }
-    FOR_EACH_SEGMENT(v, start, len, off, seg)
-        for (int64_t j = 0; j < g; j++)
-            if (ok[j])
-                sq_seg(&s2[j], x + j * v.s + off, seg, mh[j], ml[j]);
-    for (int64_t j = 0; j < g; j++) {
-        out[j].m2 = ok[j] ? sq_result(&s2[j]) : NAN;
+        out[j] = moment_result(&st[j], len, k[j], shift[j]);
         if (isnan(out[j].m2))
             out[j] = moments_wide(x + j * v.s, v, start, len, shift[j]);
     }
@@ -798,7 +727,6 @@ static bn_grad_sums eval_backward(float *dx, const float *dy, const float *x, bn
     }
     return r;
 }
-
 
 
 /* ======== small tensors: whole operations, four channels per vector, in double ======== */

@@ -4,7 +4,7 @@ package dev.panamabn.reference;
  * BatchNorm on float32 Java arrays in plain scalar Java, shaped like the C API
  * ({@code batchnorm.h}): outputs first, then inputs, then sizes; tensors {@code (N, C, S)} in NCHW
  * order; a null weight means gamma = 1, a null bias beta = 0, null running buffers mean none.
- * Statistics are two-pass with double accumulators, like the native kernel.
+ * Statistics are two-pass with double accumulators.
  *
  * <p>This is the "java-scalar" baseline of the benchmarks and the demo: what a careful Java
  * programmer writes without native code or the Vector API.
