@@ -12,6 +12,7 @@
 #ifndef BN_INTERNAL_H
 #define BN_INTERNAL_H
 
+#include <math.h>
 #include <stdint.h>
 
 #if defined(__GNUC__)
@@ -91,6 +92,30 @@ typedef struct bn_coeffs {
     double mean, a, b, k;
 } bn_coeffs;
 
+/* A constant a float lane can use without overflow, underflow or NaN worries. */
+static inline int bn_float_ok(double c) {
+    double a = fabs(c);
+    return a == 0.0 || (a > 1e-30 && a < 1e30);
+}
+
+/*
+ * A channel's normalize constants, y = (x - mean)*a + b, prepared once for many runs: in double,
+ * and as the float lanes use them (the mean as a float pair mh + ml, so that deviations keep full
+ * accuracy when |mean| >> spread); fast says whether the float form is safe to use.
+ */
+typedef struct bn_norm {
+    double mean, a, b;
+    float mh, ml, af, bf;
+    int fast;
+} bn_norm;
+
+static inline bn_norm bn_norm_make(bn_coeffs co) {
+    bn_norm k = {co.mean, co.a, co.b, (float)co.mean, 0.0f, (float)co.a, (float)co.b,
+                 bn_float_ok(co.mean) && bn_float_ok(co.a)};
+    k.ml = (float)(co.mean - (double)k.mh);
+    return k;
+}
+
 /* ---- block kernels; start and len are flat indices within one channel (kernels_*.c) ---- */
 
 typedef struct {
@@ -100,6 +125,12 @@ typedef struct {
     /* y = (x - mean)*alpha + beta. y may equal x. */
     void (*normalize)(float *y, const float *x, bn_rows v, int64_t start, int64_t len,
                       double mean, double alpha, double beta);
+    /* The same on len contiguous values that run through consecutive channels of one row: the
+     * first value is column col of the channel with constants k[0] (from bn_norm_make), and
+     * every s values the next channel begins. Stores stream when asked (the caller fences after
+     * its last such call). y may equal x. */
+    void (*normalize_row)(float *y, const float *x, int64_t s, int64_t col, int64_t len,
+                          const struct bn_norm *k, int stream);
     /* sum dy and sum dy*xhat, xhat = (x - mean)*invstd. */
     bn_grad_sums (*grad_sums)(const float *dy, const float *x, bn_rows v, int64_t start,
                               int64_t len, double mean, double invstd);

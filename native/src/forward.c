@@ -1,4 +1,6 @@
 #include <math.h>
+#include <omp.h>
+#include <stdatomic.h>
 #include <stddef.h>
 
 #include "batchnorm.h"
@@ -150,6 +152,75 @@ static void eval_apply_group(const void *p, int64_t ch, int64_t g, int64_t start
     a->k->normalize_group(a->y + ch * a->s, a->x + ch * a->s, a->v, g, start, len, co);
 }
 
+/*
+ * Eval in memory order. Eval has no reduction, so nothing is gained by walking a channel's rows
+ * (C*S values apart) and much is lost: the walk jumps, and lines at row ends are shared between
+ * channels. Instead the tensor is cut into windows of BN_WINDOW consecutive channels (all of C,
+ * in the common case), each window seen row by row, and every thread takes one contiguous span of
+ * that order: with C <= BN_WINDOW, one contiguous span of memory. Rows shorter than
+ * BN_RUN_MIN_S values would make runs too short to pay for their setup; they keep the
+ * channel-group schedule.
+ */
+#define BN_WINDOW 1024
+#define BN_RUN_MIN_S 16
+
+static void window_consts(bn_norm *k, const eval_args *a, int64_t ch0, int64_t g) {
+    bn_partial none = {{0.0, 0.0, 0.0}};
+    for (int64_t j = 0; j < g; j++)
+        k[j] = bn_norm_make(eval_finalize(a, ch0 + j, none));
+}
+
+// x, y are (N,C,S); [f0, f1) are positions in window order
+static void eval_span(const eval_args *a, int64_t n, int64_t c, int64_t f0, int64_t f1) {
+    if (f0 >= f1)
+        return;
+    bn_norm k[BN_WINDOW];
+    int64_t s = a->s, window_values = (int64_t)BN_WINDOW * n * s;
+    int64_t win = f0 / window_values, f = f0 - win * window_values;
+    int64_t g = c - win * BN_WINDOW < BN_WINDOW ? c - win * BN_WINDOW : BN_WINDOW;
+    int64_t row = f / (g * s), j = f % (g * s) / s, col = f % s;
+    window_consts(k, a, win * BN_WINDOW, g);
+    for (int64_t left = f1 - f0; left > 0;) {
+        int64_t len = g * s - (j * s + col) < left ? g * s - (j * s + col) : left;
+        int64_t off = (row * c + win * BN_WINDOW + j) * s + col;
+        a->k->normalize_row(a->y + off, a->x + off, s, col, len, &k[j], a->v.stream);
+        left -= len;
+        j = col = 0;
+        if (++row < n || left == 0)
+            continue;
+        row = 0;
+        win++;
+        g = c - win * BN_WINDOW < BN_WINDOW ? c - win * BN_WINDOW : BN_WINDOW;
+        window_consts(k, a, win * BN_WINDOW, g);
+    }
+    /* streaming stores are weakly ordered: make them visible before the call returns */
+    if (a->v.stream)
+        atomic_thread_fence(memory_order_seq_cst);
+}
+
+/* Thread t's share of `total` positions out of nt, starting on a 64-byte boundary of values. */
+static int64_t span_start(int64_t total, int t, int nt) {
+    if (t == nt)
+        return total;
+    int64_t q = total / nt, r = total % nt;
+    return (q * t + (t < r ? t : r)) & ~(int64_t)15;
+}
+
+static void eval_memory_order(const eval_args *a, int64_t n, int64_t c, int64_t work) {
+    int64_t total = n * c * a->s;
+    int threads = bn_team_begin(work);
+    if (threads <= 1) {
+        eval_span(a, n, c, 0, total);
+    } else {
+#pragma omp parallel num_threads(threads)
+        {
+            int t = omp_get_thread_num(), nt = omp_get_num_threads();
+            eval_span(a, n, c, span_start(total, t, nt), span_start(total, t + 1, nt));
+        }
+    }
+    bn_team_end(threads);
+}
+
 int32_t bn_forward_eval_f32(float *y,
                             const float *x, const float *weight, const float *bias,
                             const float *running_mean, const float *running_var,
@@ -174,6 +245,10 @@ int32_t bn_forward_eval_f32(float *y,
     }
     eval_args a = {k, y, x, weight, bias, running_mean, running_var, s, bn_make_rows(n, c, s),
                    eps};
+    if (s >= BN_RUN_MIN_S) {
+        eval_memory_order(&a, n, c, work);
+        return BN_OK;
+    }
     bn_op op = {&a, NULL, NULL, eval_finalize, eval_apply, NULL, eval_apply_group};
     bn_run(&op, c, s, m, work);
     return BN_OK;

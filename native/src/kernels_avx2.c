@@ -52,12 +52,6 @@ static inline double hsum(__m256d a0, __m256d a1, __m256d a2, __m256d a3) {
 
 
 
-/* A constant a float lane can use without overflow, underflow or NaN worries. */
-static inline int float_ok(double c) {
-    double a = fabs(c);
-    return a == 0.0 || (a > 1e-30 && a < 1e30);
-}
-
 /* Stores 8 floats: non-temporal when asked (the address is then 32-byte aligned). */
 static inline void store8(float *p, __m256 r, int stream) {
     if (stream)
@@ -419,16 +413,53 @@ static inline __attribute__((always_inline)) void norm_seg(float *q, const float
 
 static void normalize(float *y, const float *x, bn_rows v, int64_t start, int64_t len,
                       double mean, double alpha, double beta) {
-    if (!float_ok(mean) || !float_ok(alpha)) {
+    if (!bn_float_ok(mean) || !bn_float_ok(alpha)) {
         normalize_wide(y, x, v, start, len, mean, alpha, beta);
         return;
     }
     norm_consts k = norm_make(mean, alpha, beta);
-    pf_cursor pf = pf_start(v, start);
     FOR_EACH_SEGMENT(v, start, len, off, seg)
-        norm_seg(y + off, x + off, seg, k, v.stream, &pf, v, x);
+        norm_seg(y + off, x + off, seg, k, v.stream, NULL, v, x);
     if (v.stream)
         _mm_sfence();
+}
+
+/* Lanes 0..k-1 of eight (0 < k < 8). */
+static inline __m256i mask8(int64_t k) {
+    static const int32_t bits[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+    return _mm256_loadu_si256((const __m256i *)(bits + 8 - k));
+}
+
+/* norm_seg for the short runs of a row: 8 values at a time, the last few through a mask, so that
+ * a run costs a few vector operations and no scalar tail. The same formula, the same bits. */
+static inline void norm_short(float *q, const float *p, int64_t len, const bn_norm *k) {
+    const __m256 mh = _mm256_set1_ps(k->mh), ml = _mm256_set1_ps(k->ml);
+    const __m256 al = _mm256_set1_ps(k->af), be = _mm256_set1_ps(k->bf);
+    int64_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        __m256 d = _mm256_sub_ps(_mm256_sub_ps(_mm256_loadu_ps(p + i), mh), ml);
+        _mm256_storeu_ps(q + i, _mm256_fmadd_ps(d, al, be));
+    }
+    if (i < len) {
+        __m256i m = mask8(len - i);
+        __m256 d = _mm256_sub_ps(_mm256_sub_ps(_mm256_maskload_ps(p + i, m), mh), ml);
+        _mm256_maskstore_ps(q + i, m, _mm256_fmadd_ps(d, al, be));
+    }
+}
+
+static void normalize_row(float *y, const float *x, int64_t s, int64_t col, int64_t len,
+                          const bn_norm *k, int stream) {
+    bn_rows one = {s, s, s, stream};
+    for (int64_t run; len > 0; len -= run, x += run, y += run, col = 0, k++) {
+        run = s - col < len ? s - col : len;
+        norm_consts f = {k->mh, k->ml, k->af, k->bf};
+        if (!k->fast)
+            normalize_wide(y, x, one, 0, run, k->mean, k->a, k->b);
+        else if (stream)
+            norm_seg(y, x, run, f, stream, NULL, one, x);
+        else
+            norm_short(y, x, run, k);
+    }
 }
 
 /* Values of one row of a group that normalize_group lays its constants out for. */
@@ -444,7 +475,7 @@ static void normalize_group(float *y, const float *x, bn_rows v, int64_t g, int6
     norm_consts k[BN_GROUP_MAX];
     int ok[BN_GROUP_MAX], all_ok = 1;
     for (int64_t j = 0; j < g; j++) {
-        ok[j] = float_ok(co[j].mean) && float_ok(co[j].a);
+        ok[j] = bn_float_ok(co[j].mean) && bn_float_ok(co[j].a);
         all_ok &= ok[j];
         if (ok[j])
             k[j] = norm_make(co[j].mean, co[j].a, co[j].b);
@@ -580,7 +611,7 @@ typedef struct {
 } dx_consts;
 
 static inline int dx_ok(bn_coeffs co) {
-    return float_ok(co.mean) && float_ok(co.a) && float_ok(co.b) && float_ok(co.k);
+    return bn_float_ok(co.mean) && bn_float_ok(co.a) && bn_float_ok(co.b) && bn_float_ok(co.k);
 }
 
 static inline dx_consts dx_make(bn_coeffs co) {
@@ -630,9 +661,8 @@ static void train_dx(float *dx, const float *dy, const float *x, bn_rows v, int6
         return;
     }
     dx_consts c = dx_make(co);
-    pf_cursor pf = pf_start(v, start);
     FOR_EACH_SEGMENT(v, start, len, off, seg)
-        dx_seg(dx + off, dy + off, x + off, seg, c, v.stream, &pf, v, dy, x);
+        dx_seg(dx + off, dy + off, x + off, seg, c, v.stream, NULL, v, dy, x);
     if (v.stream)
         _mm_sfence();
 }
@@ -720,7 +750,7 @@ static bn_grad_sums eval_backward(float *dx, const float *dy, const float *x, bn
         r.dy = hsum(s0, s1, s2, s3) + tail;
     }
     if (dx) {
-        if (float_ok(a))
+        if (bn_float_ok(a))
             scale(dx, dy, v, start, len, a);
         else
             eval_backward_wide(dx, dy, NULL, v, start, len, 0.0, 0.0, a);
@@ -943,7 +973,7 @@ static inline bn_rows small_rows(small_view w) {
 static inline __attribute__((always_inline)) void small_normalize_channel(float *y, const float *x,
                                                                           small_view w, double mean,
                                                                           double a, double b) {
-    if (float_ok(mean) && float_ok(a)) {
+    if (bn_float_ok(mean) && bn_float_ok(a)) {
         norm_consts k = norm_make(mean, a, b);
         for (int64_t o = 0; o < w.n * w.stride; o += w.stride)
             norm_seg(y + o, x + o, w.s, k, 0, NULL, small_rows(w), x);
@@ -1136,7 +1166,18 @@ static void small_backward_train(float *dx, float *dweight, float *dbias, const 
     }
 }
 
-const bn_kernels bn_kernels_avx2 = {moments,             normalize,          grad_sums,
-                                    train_dx,            eval_backward,      moments_group,
-                                    normalize_group,     grad_sums_group,    train_dx_group,
-                                    small_forward_train, small_forward_eval, small_backward_train};
+const bn_kernels bn_kernels_avx2 = {
+    .moments = moments,
+    .normalize = normalize,
+    .normalize_row = normalize_row,
+    .grad_sums = grad_sums,
+    .train_dx = train_dx,
+    .eval_backward = eval_backward,
+    .moments_group = moments_group,
+    .normalize_group = normalize_group,
+    .grad_sums_group = grad_sums_group,
+    .train_dx_group = train_dx_group,
+    .small_forward_train = small_forward_train,
+    .small_forward_eval = small_forward_eval,
+    .small_backward_train = small_backward_train,
+};

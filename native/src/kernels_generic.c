@@ -67,6 +67,20 @@ static void normalize(float *y, const float *x, bn_rows v, int64_t start, int64_
             y[i] = (float)(((double)x[i] - mean) * alpha + beta);
 }
 
+// x, y are (len)
+// x, y are (len)
+static void normalize_row(float *y, const float *x, int64_t s, int64_t col, int64_t len,
+                          const bn_norm *k, int stream) {
+    (void)stream;
+    for (int64_t i = 0; i < len; i++, col++) {
+        if (col == s) {
+            col = 0;
+            k++;
+        }
+        y[i] = (float)(((double)x[i] - k->mean) * k->a + k->b);
+    }
+}
+
 // dy, x are (len)
 static void seg_grad(double ady[BN_LANES], double adyx[BN_LANES], const float *dy, const float *x,
                      int64_t len, double mean) {
@@ -159,7 +173,15 @@ static void train_dx_group(float *dx, const float *dy, const float *x, bn_rows v
 
 /* The portable kernels have no memory-order advantage to gain: their group forms just loop; and
  * no small path: the driver's serial schedule runs small tensors with them. */
-const bn_kernels bn_kernels_generic = {moments,         normalize,      grad_sums,
-                                       train_dx,        eval_backward,  moments_group,
-                                       normalize_group, grad_sums_group, train_dx_group,
-                                       NULL,            NULL,           NULL};
+const bn_kernels bn_kernels_generic = {
+    .moments = moments,
+    .normalize = normalize,
+    .normalize_row = normalize_row,
+    .grad_sums = grad_sums,
+    .train_dx = train_dx,
+    .eval_backward = eval_backward,
+    .moments_group = moments_group,
+    .normalize_group = normalize_group,
+    .grad_sums_group = grad_sums_group,
+    .train_dx_group = train_dx_group,
+};
