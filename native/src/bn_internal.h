@@ -182,9 +182,12 @@ static inline int bn_small(int64_t m, int64_t s, int64_t work) {
 
 BN_HIDDEN extern const bn_kernels bn_kernels_generic;
 BN_HIDDEN extern const bn_kernels bn_kernels_avx2;
+BN_HIDDEN extern const bn_kernels bn_kernels_avx512;
 
-/* The kernels for this CPU (AVX2+FMA when present; BN_ISA=generic in the environment forces the
- * portable ones, for tests). */
+/* The kernels for this CPU: AVX-512 when it has AVX-512F (with AVX2 and FMA), else AVX2 when it
+ * has AVX2 and FMA, else the portable ones. BN_ISA=avx2 or BN_ISA=generic in the environment caps
+ * the choice, for tests. Results are deterministic for any thread count on one machine; the
+ * three kernel sets may differ from each other in the last bits of the statistics. */
 BN_HIDDEN const bn_kernels *bn_kernels_select(void);
 
 /* ---- the parallel driver (driver.c) ---- */

@@ -13,9 +13,13 @@ const bn_kernels *bn_kernels_select(void) {
     if (k)
         return k;
     const char *isa = getenv("BN_ISA");
+    int cap_generic = isa != NULL && strcmp(isa, "generic") == 0;
+    int cap_avx2 = cap_generic || (isa != NULL && strcmp(isa, "avx2") == 0);
     __builtin_cpu_init();
-    if ((isa == NULL || strcmp(isa, "generic") != 0) && __builtin_cpu_supports("avx2") &&
-        __builtin_cpu_supports("fma"))
+    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (avx2 && !cap_avx2 && __builtin_cpu_supports("avx512f"))
+        k = &bn_kernels_avx512;
+    else if (avx2 && !cap_generic)
         k = &bn_kernels_avx2;
     else
         k = &bn_kernels_generic;

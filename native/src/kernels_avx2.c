@@ -23,6 +23,14 @@
 
 #include "bn_internal.h"
 
+/* kernels_avx512.c builds this file again with BN_AVX512 set: that table is this one with its
+ * reductions over 512-bit registers. */
+#if BN_AVX512
+#define BN_KERNELS_TABLE bn_kernels_avx512
+#else
+#define BN_KERNELS_TABLE bn_kernels_avx2
+#endif
+
 /* Walks the segments of [start, start+len): off is the offset of the segment's first value from
  * the channel base, seg its length, row_ its row. */
 #define FOR_EACH_SEGMENT(v, start, len, off, seg)                                        \
@@ -255,23 +263,54 @@ static bn_grad_sums eval_backward_wide(float *dx, const float *dy, const float *
  * most the block's sum of squared deviations m2, so m2 = sum d^2 - (sum d)^2/len cancels at most
  * a factor 1 + len: below 1e-8 of m2 for a 4096-value block, and exact for a constant block.
  */
+#if BN_AVX512
+/* AVX-512 build: the same sums over 8 double lanes per register instead of 4. The conversions
+ * from float bound this loop, and half as many of them run per value. */
+typedef __m512d moment_vec;
+#define MOMENT_LANES 8
+#define moment_zero _mm512_setzero_pd
+#define moment_set1 _mm512_set1_pd
+#define moment_load(p) _mm512_cvtps_pd(_mm256_loadu_ps(p))
+#define moment_add _mm512_add_pd
+#define moment_sub _mm512_sub_pd
+#define moment_fmadd _mm512_fmadd_pd
+static inline double moment_hsum(__m512d a0, __m512d a1, __m512d a2, __m512d a3) {
+    __m512d s = _mm512_add_pd(_mm512_add_pd(a0, a1), _mm512_add_pd(a2, a3));
+    return hsum(_mm512_castpd512_pd256(s), _mm512_extractf64x4_pd(s, 1), _mm256_setzero_pd(),
+                _mm256_setzero_pd());
+}
+#else
+typedef __m256d moment_vec;
+#define MOMENT_LANES 4
+#define moment_zero _mm256_setzero_pd
+#define moment_set1 _mm256_set1_pd
+#define moment_load(p) _mm256_cvtps_pd(_mm_loadu_ps(p))
+#define moment_add _mm256_add_pd
+#define moment_sub _mm256_sub_pd
+#define moment_fmadd _mm256_fmadd_pd
+#define moment_hsum hsum
+#endif
+
+/* One unrolled step: four registers of lanes. */
+#define MOMENT_STEP (4 * MOMENT_LANES)
+
 typedef struct {
-    __m256d s0, s1, s2, s3, q0, q1, q2, q3;
+    moment_vec s0, s1, s2, s3, q0, q1, q2, q3;
     double ts, tq;
 } moment_state;
 
 static inline void moment_init(moment_state *st) {
-    st->s0 = st->s1 = st->s2 = st->s3 = _mm256_setzero_pd();
-    st->q0 = st->q1 = st->q2 = st->q3 = _mm256_setzero_pd();
+    st->s0 = st->s1 = st->s2 = st->s3 = moment_zero();
+    st->q0 = st->q1 = st->q2 = st->q3 = moment_zero();
     st->ts = st->tq = 0.0;
 }
 
-/* Adds d = x - k and d*d for 4 values into the accumulator pair (s, q). */
-#define MOMENT4(p, k, s, q)                                                          \
+/* Adds d = x - k and d*d for one register of values into the accumulator pair (s, q). */
+#define MOMENT_ADD(p, k, s, q)                                                       \
     do {                                                                             \
-        __m256d d_ = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(p)), k);             \
-        s = _mm256_add_pd(s, d_);                                                    \
-        q = _mm256_fmadd_pd(d_, d_, q);                                              \
+        moment_vec d_ = moment_sub(moment_load(p), k);                               \
+        s = moment_add(s, d_);                                                       \
+        q = moment_fmadd(d_, d_, q);                                                 \
     } while (0)
 
 /* One segment of a block into the state; pf, when given, prefetches ahead along the channel. */
@@ -279,20 +318,20 @@ static inline __attribute__((always_inline)) void moment_seg(moment_state *st, c
                                                               int64_t seg, double k,
                                                               pf_cursor *pf, bn_rows v,
                                                               const float *base) {
-    const __m256d kv = _mm256_set1_pd(k);
+    const moment_vec kv = moment_set1(k);
     int64_t i = 0;
-    for (; i + 16 <= seg; i += 16) {
-        if (pf)
+    for (; i + MOMENT_STEP <= seg; i += MOMENT_STEP) {
+        for (int64_t j = 0; pf && j < MOMENT_STEP; j += 16)
             pf_step(pf, v, base, NULL);
-        MOMENT4(p + i, kv, st->s0, st->q0);
-        MOMENT4(p + i + 4, kv, st->s1, st->q1);
-        MOMENT4(p + i + 8, kv, st->s2, st->q2);
-        MOMENT4(p + i + 12, kv, st->s3, st->q3);
+        MOMENT_ADD(p + i, kv, st->s0, st->q0);
+        MOMENT_ADD(p + i + MOMENT_LANES, kv, st->s1, st->q1);
+        MOMENT_ADD(p + i + 2 * MOMENT_LANES, kv, st->s2, st->q2);
+        MOMENT_ADD(p + i + 3 * MOMENT_LANES, kv, st->s3, st->q3);
     }
     if (pf)
-        pf_skip(pf, v, seg % 16); /* the 16-value loop stepped the rest */
-    for (; i + 4 <= seg; i += 4)
-        MOMENT4(p + i, kv, st->s0, st->q0);
+        pf_skip(pf, v, seg % MOMENT_STEP); /* the unrolled loop stepped the rest */
+    for (; i + MOMENT_LANES <= seg; i += MOMENT_LANES)
+        MOMENT_ADD(p + i, kv, st->s0, st->q0);
     for (; i < seg; i++) {
         double d = (double)p[i] - k;
         st->ts += d;
@@ -306,8 +345,8 @@ static inline __attribute__((always_inline)) void moment_seg(moment_state *st, c
  */
 static inline bn_moments moment_result(const moment_state *st, int64_t len, double k,
                                        double shift) {
-    double sd = hsum(st->s0, st->s1, st->s2, st->s3) + st->ts;
-    double sq = hsum(st->q0, st->q1, st->q2, st->q3) + st->tq;
+    double sd = moment_hsum(st->s0, st->s1, st->s2, st->s3) + st->ts;
+    double sq = moment_hsum(st->q0, st->q1, st->q2, st->q3) + st->tq;
     bn_moments m = {(double)len, sd + (double)len * (k - shift), sq - sd * (sd / (double)len)};
     if (!isfinite(m.sum) || !isfinite(m.m2))
         m.m2 = NAN;
@@ -1166,7 +1205,7 @@ static void small_backward_train(float *dx, float *dweight, float *dbias, const 
     }
 }
 
-const bn_kernels bn_kernels_avx2 = {
+const bn_kernels BN_KERNELS_TABLE = {
     .moments = moments,
     .normalize = normalize,
     .normalize_row = normalize_row,
