@@ -90,7 +90,7 @@ int32_t bn_backward_train_f32(float *dx, float *dweight, float *dbias,
     train_args a = {k, dx, dweight, dbias, dy, x, weight, save_mean, save_invstd, s, m,
                     bn_make_rows(n, c, s)};
     bn_op op = {&a, train_reduce, bn_merge_sums, train_finalize, dx ? train_apply : NULL,
-                train_reduce_group, dx ? train_apply_group : NULL};
+                train_reduce_group, dx ? train_apply_group : NULL, NULL};
     bn_run(&op, c, s, m, m * c);
     return BN_OK;
 }
@@ -165,7 +165,7 @@ int32_t bn_backward_eval_f32(float *dx, float *dweight, float *dbias,
                    running_var, s, bn_make_rows(n, c, s), eps};
     int sums = dweight != NULL || dbias != NULL;
     bn_op op = {&a, sums ? eval_reduce : NULL, bn_merge_sums, eval_finalize,
-                sums ? NULL : eval_apply, NULL, NULL};
+                sums ? NULL : eval_apply, NULL, NULL, NULL};
     bn_run(&op, c, s, m, m * c);
     return BN_OK;
 }

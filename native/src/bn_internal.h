@@ -131,6 +131,12 @@ typedef struct {
      * its last such call). y may equal x. */
     void (*normalize_row)(float *y, const float *x, int64_t s, int64_t col, int64_t len,
                           const struct bn_norm *k, int stream);
+    /* normalize() of x into y and moments() of xn (another channel of the same shape), over the
+     * same block, in one pass: the memory stream of the next channel's statistics overlaps with
+     * the output of this one. The same bits as the two calls. */
+    bn_moments (*normalize_moments)(float *y, const float *x, bn_rows v, int64_t start,
+                                    int64_t len, double mean, double alpha, double beta,
+                                    const float *xn, double shift);
     /* sum dy and sum dy*xhat, xhat = (x - mean)*invstd. */
     bn_grad_sums (*grad_sums)(const float *dy, const float *x, bn_rows v, int64_t start,
                               int64_t len, double mean, double invstd);
@@ -216,6 +222,10 @@ typedef struct {
                          bn_partial *out);
     void (*apply_group)(const void *args, int64_t ch, int64_t g, int64_t start, int64_t len,
                         const bn_coeffs *co);
+    /* Optional: apply on channel ch_apply and reduce channel ch_reduce over the same block, in
+     * one pass; the same results as apply and reduce called apart. */
+    bn_partial (*reduce_apply)(const void *args, int64_t ch_reduce, int64_t ch_apply,
+                               int64_t start, int64_t len, bn_coeffs co);
 } bn_op;
 
 /* Runs op over c channels of m values each (rows of s), on a team (bn_team_begin(work)) or on

@@ -17,13 +17,26 @@ typedef struct {
     double eps, factor;
 } train_args;
 
+/* The shift of a channel's moments: its first value, or 0 when that is not finite. */
+static double channel_shift(const float *x) {
+    return isfinite(x[0]) ? (double)x[0] : 0.0;
+}
+
 static bn_partial train_reduce(const void *p, int64_t ch, int64_t start, int64_t len) {
     const train_args *a = p;
     const float *x = a->x + ch * a->s;
-    /* The shift: the channel's first value, or 0 when that is not finite. */
-    double shift = isfinite(x[0]) ? (double)x[0] : 0.0;
     bn_partial r;
-    r.mo = a->k->moments(x, a->v, start, len, shift);
+    r.mo = a->k->moments(x, a->v, start, len, channel_shift(x));
+    return r;
+}
+
+static bn_partial train_reduce_apply(const void *p, int64_t ch_reduce, int64_t ch_apply,
+                                     int64_t start, int64_t len, bn_coeffs co) {
+    const train_args *a = p;
+    const float *xn = a->x + ch_reduce * a->s;
+    bn_partial r;
+    r.mo = a->k->normalize_moments(a->y + ch_apply * a->s, a->x + ch_apply * a->s, a->v, start,
+                                   len, co.mean, co.a, co.b, xn, channel_shift(xn));
     return r;
 }
 
@@ -34,7 +47,7 @@ static void train_reduce_group(const void *p, int64_t ch, int64_t g, int64_t sta
     double shift[BN_GROUP_MAX] = {0.0};
     bn_moments mo[BN_GROUP_MAX];
     for (int64_t j = 0; j < g; j++)
-        shift[j] = isfinite(x[j * a->s]) ? (double)x[j * a->s] : 0.0;
+        shift[j] = channel_shift(x + j * a->s);
     a->k->moments_group(x, a->v, g, start, len, shift, mo);
     for (int64_t j = 0; j < g; j++)
         out[j].mo = mo[j];
@@ -43,8 +56,7 @@ static void train_reduce_group(const void *p, int64_t ch, int64_t g, int64_t sta
 // statistics and running update of channel ch
 static bn_coeffs train_finalize(const void *p, int64_t ch, bn_partial total) {
     const train_args *a = p;
-    const float *x = a->x + ch * a->s;
-    double shift = isfinite(x[0]) ? (double)x[0] : 0.0;
+    double shift = channel_shift(a->x + ch * a->s);
     double mean = shift + total.mo.sum / (double)a->m;
     double var = total.mo.m2 / (double)a->m;
     /* PyTorch's InvStd: a constant channel with eps == 0 gets invstd 0 (y = bias, zero dx and
@@ -117,7 +129,7 @@ int32_t bn_forward_train_f32(float *y, double *save_mean, double *save_invstd,
     train_args a = {k, y, save_mean, save_invstd, running_mean, running_var,
                     x, weight, bias, s, m, bn_make_rows(n, c, s), eps, factor};
     bn_op op = {&a, train_reduce, bn_merge_moments, train_finalize, train_apply,
-                train_reduce_group, train_apply_group};
+                train_reduce_group, train_apply_group, train_reduce_apply};
     bn_run(&op, c, s, m, m * c);
     return BN_OK;
 }
@@ -249,7 +261,7 @@ int32_t bn_forward_eval_f32(float *y,
         eval_memory_order(&a, n, c, work);
         return BN_OK;
     }
-    bn_op op = {&a, NULL, NULL, eval_finalize, eval_apply, NULL, eval_apply_group};
+    bn_op op = {&a, NULL, NULL, eval_finalize, eval_apply, NULL, eval_apply_group, NULL};
     bn_run(&op, c, s, m, work);
     return BN_OK;
 }

@@ -82,6 +82,10 @@ static inline int64_t head(const float *q, int64_t seg, int stream) {
  * The cursor advances with the loop, 16 values (one cache line) per step.
  */
 #define BN_PREFETCH 2048
+/* Rows at least this long are left to the hardware prefetchers in the fused pass of
+ * normalize_moments, where the output stream keeps the core busy while the next channel's lines
+ * arrive: there the cursor's bookkeeping costs more than it gains (measured). */
+#define BN_PREFETCH_MAX_S 1024
 
 typedef struct {
     int64_t f, row, col;
@@ -499,6 +503,59 @@ static void normalize_row(float *y, const float *x, int64_t s, int64_t col, int6
         else
             norm_short(y, x, run, k);
     }
+}
+
+/*
+ * One segment of normalize_moments: moment_seg() over pn and norm_seg() over p -> q, in lockstep
+ * through the unrolled part, then each one's own tail. Streaming needs q 32-byte aligned for the
+ * lockstep; otherwise the two run one after the other.
+ */
+static inline __attribute__((always_inline)) void fused_seg(moment_state *st, const float *pn,
+                                                             float *q, const float *p,
+                                                             int64_t seg, double k,
+                                                             norm_consts f, int stream,
+                                                             pf_cursor *pf, bn_rows v,
+                                                             const float *base) {
+    int64_t i = 0;
+    if (!stream || ((uintptr_t)q & 31) == 0) {
+        const moment_vec kv = moment_set1(k);
+        const __m256 mh = _mm256_set1_ps(f.mh), ml = _mm256_set1_ps(f.ml);
+        const __m256 al = _mm256_set1_ps(f.af), be = _mm256_set1_ps(f.bf);
+        for (; i + MOMENT_STEP <= seg; i += MOMENT_STEP) {
+            for (int64_t j = 0; j < MOMENT_STEP; j += 16)
+                pf_step(pf, v, base, NULL);
+            MOMENT_ADD(pn + i, kv, st->s0, st->q0);
+            MOMENT_ADD(pn + i + MOMENT_LANES, kv, st->s1, st->q1);
+            MOMENT_ADD(pn + i + 2 * MOMENT_LANES, kv, st->s2, st->q2);
+            MOMENT_ADD(pn + i + 3 * MOMENT_LANES, kv, st->s3, st->q3);
+            for (int64_t j = 0; j < MOMENT_STEP; j += 8) {
+                __m256 d = _mm256_sub_ps(_mm256_sub_ps(_mm256_loadu_ps(p + i + j), mh), ml);
+                store8(q + i + j, _mm256_fmadd_ps(d, al, be), stream);
+            }
+        }
+    }
+    moment_seg(st, pn + i, seg - i, k, pf, v, base);
+    norm_seg(q + i, p + i, seg - i, f, stream, NULL, v, p);
+}
+
+static bn_moments normalize_moments(float *y, const float *x, bn_rows v, int64_t start,
+                                    int64_t len, double mean, double alpha, double beta,
+                                    const float *xn, double shift) {
+    if (!bn_float_ok(mean) || !bn_float_ok(alpha)) {
+        normalize_wide(y, x, v, start, len, mean, alpha, beta);
+        return moments(xn, v, start, len, shift);
+    }
+    norm_consts f = norm_make(mean, alpha, beta);
+    double k = block_origin(xn, v, start, shift);
+    moment_state st;
+    moment_init(&st);
+    pf_cursor pf = pf_start(v, v.s >= BN_PREFETCH_MAX_S ? v.m : start);
+    FOR_EACH_SEGMENT(v, start, len, off, seg)
+        fused_seg(&st, xn + off, y + off, x + off, seg, k, f, v.stream, &pf, v, xn);
+    if (v.stream)
+        _mm_sfence();
+    bn_moments m = moment_result(&st, len, k, shift);
+    return isnan(m.m2) ? moments_wide(xn, v, start, len, shift) : m;
 }
 
 /* Values of one row of a group that normalize_group lays its constants out for. */
@@ -1209,6 +1266,7 @@ const bn_kernels BN_KERNELS_TABLE = {
     .moments = moments,
     .normalize = normalize,
     .normalize_row = normalize_row,
+    .normalize_moments = normalize_moments,
     .grad_sums = grad_sums,
     .train_dx = train_dx,
     .eval_backward = eval_backward,

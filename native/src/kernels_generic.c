@@ -68,6 +68,13 @@ static void normalize(float *y, const float *x, bn_rows v, int64_t start, int64_
 }
 
 // x, y are (len)
+static bn_moments normalize_moments(float *y, const float *x, bn_rows v, int64_t start,
+                                    int64_t len, double mean, double alpha, double beta,
+                                    const float *xn, double shift) {
+    normalize(y, x, v, start, len, mean, alpha, beta);
+    return moments(xn, v, start, len, shift);
+}
+
 // x, y are (len)
 static void normalize_row(float *y, const float *x, int64_t s, int64_t col, int64_t len,
                           const bn_norm *k, int stream) {
@@ -177,6 +184,7 @@ const bn_kernels bn_kernels_generic = {
     .moments = moments,
     .normalize = normalize,
     .normalize_row = normalize_row,
+    .normalize_moments = normalize_moments,
     .grad_sums = grad_sums,
     .train_dx = train_dx,
     .eval_backward = eval_backward,
