@@ -60,17 +60,6 @@ static int64_t block_len(int64_t m, int64_t b) {
     return m - start < BN_BLOCK ? m - start : BN_BLOCK;
 }
 
-/* One block [start, start+len) of g channels from ch, merged into acc. */
-static void reduce_blocks(const bn_op *op, int64_t ch, int64_t g, int64_t start, int64_t len,
-                          int grouped, bn_partial *acc, bn_partial *part) {
-    if (grouped)
-        op->reduce_group(op->args, ch, g, start, len, part);
-    else
-        part[0] = op->reduce(op->args, ch, start, len);
-    for (int64_t j = 0; j < g; j++)
-        acc[j] = op->merge(acc[j], part[j]);
-}
-
 /*
  * Channels per group for rows of s values and m values per channel: enough that one row of the
  * group spans 4 KiB of memory read in order; with a reduction, also few enough that the group's
@@ -86,56 +75,68 @@ static int64_t group_size(const bn_op *op, int64_t s, int64_t m) {
     return g < 1 ? 1 : g;
 }
 
-/*
- * Channels [c0, c1) on the calling thread, g at a time (through the group callbacks when g > 1),
- * software-pipelined: the reduction of the next group runs block by block beside the apply pass
- * of the current one, in one fused pass when the op has one (reduce_apply). The apply pass reads
- * its data back from cache and writes the output while the reduction reads the next group from
- * memory: side by side, the two streams overlap in the core instead of taking turns. Each
- * group's partials are still merged in block order, so the results are the bits a plain
- * channel-by-channel walk gives.
- */
-static void run_channels(const bn_op *op, int64_t c0, int64_t c1, int64_t s, int64_t m,
-                         int64_t g) {
-    int grouped = g > 1 && (!op->reduce || op->reduce_group) && (!op->apply || op->apply_group);
-    if (!grouped)
-        g = 1;
-    /* The apply pass goes block by block beside the reduction, or, for groups, in chunks of
-     * whole rows of about a block (what the group kernels' fast path wants). */
-    int64_t chunk = !grouped ? BN_BLOCK : s >= BN_BLOCK ? s : BN_BLOCK / s * s;
-    int fused = !grouped && op->reduce_apply != NULL;
-    bn_partial acc[BN_GROUP_MAX], next[BN_GROUP_MAX], part[BN_GROUP_MAX];
+/* Channels [c0, c1) on the calling thread, g at a time through the group callbacks. */
+static void run_groups(const bn_op *op, int64_t c0, int64_t c1, int64_t m, int64_t g) {
+    bn_partial acc[BN_GROUP_MAX], part[BN_GROUP_MAX];
     bn_coeffs co[BN_GROUP_MAX];
-    for (int64_t j = 0; j < g; j++)
-        next[j] = zero_partial();
-    /* the first group's reduction, alone */
-    int64_t gg = c1 - c0 < g ? c1 - c0 : g;
-    for (int64_t start = 0; op->reduce && start < m; start += BN_BLOCK)
-        reduce_blocks(op, c0, gg, start, block_len(m, start / BN_BLOCK), grouped, next, part);
     for (int64_t ch = c0; ch < c1; ch += g) {
-        gg = c1 - ch < g ? c1 - ch : g;
-        int64_t ch2 = ch + gg, gg2 = c1 - ch2 < g ? c1 - ch2 : g;
-        for (int64_t j = 0; j < gg; j++) {
-            acc[j] = next[j];
-            next[j] = zero_partial();
+        int64_t gg = c1 - ch < g ? c1 - ch : g;
+        for (int64_t j = 0; j < gg; j++)
+            acc[j] = zero_partial();
+        for (int64_t start = 0; op->reduce && start < m; start += BN_BLOCK) {
+            op->reduce_group(op->args, ch, gg, start, block_len(m, start / BN_BLOCK), part);
+            for (int64_t j = 0; j < gg; j++)
+                acc[j] = op->merge(acc[j], part[j]);
+        }
+        for (int64_t j = 0; j < gg; j++)
             co[j] = op->finalize(op->args, ch + j, acc[j]);
-        }
-        int64_t blocks = op->reduce && gg2 > 0 ? (m + BN_BLOCK - 1) / BN_BLOCK : 0;
-        int64_t chunks = op->apply ? (m + chunk - 1) / chunk : 0;
-        for (int64_t i = 0; i < blocks || i < chunks; i++) {
-            int64_t start = i * chunk, len = m - start < chunk ? m - start : chunk;
-            if (fused && i < blocks && i < chunks)
-                next[0] = op->merge(next[0], op->reduce_apply(op->args, ch2, ch, start, len, co[0]));
-            else if (i < blocks)
-                reduce_blocks(op, ch2, gg2, i * BN_BLOCK, block_len(m, i), grouped, next, part);
-            if (fused && i < blocks && i < chunks)
-                continue;
-            if (i < chunks && grouped)
-                op->apply_group(op->args, ch, gg, start, len, co);
-            else if (i < chunks)
-                op->apply(op->args, ch, start, len, co[0]);
-        }
+        if (op->apply)
+            op->apply_group(op->args, ch, gg, 0, m, co);
     }
+}
+
+/*
+ * Channels [c0, c1) on the calling thread, one at a time, software-pipelined when the op has a
+ * fused pass (reduce_apply): block by block, one pass applies this channel and reduces the next.
+ * The apply reads its data back from cache and writes the output while the reduction reads the
+ * next channel from memory: in one loop the two streams overlap in the core instead of taking
+ * turns (measured: up to 1.3x faster training forwards on rows of >= 1024 values; backward,
+ * whose two inputs fill L2 already, loses, so it has no fused pass). The partials are still
+ * merged in block order: the same bits as the plain walk.
+ */
+static void run_channels(const bn_op *op, int64_t c0, int64_t c1, int64_t m) {
+    int fused = op->reduce && op->apply && op->reduce_apply;
+    bn_partial acc = zero_partial(), next = zero_partial();
+    for (int64_t start = 0; fused && start < m; start += BN_BLOCK)
+        next = op->merge(next, op->reduce(op->args, c0, start, block_len(m, start / BN_BLOCK)));
+    for (int64_t ch = c0; ch < c1; ch++) {
+        if (fused) {
+            acc = next;
+            next = zero_partial();
+        } else {
+            acc = zero_partial();
+            for (int64_t start = 0; op->reduce && start < m; start += BN_BLOCK)
+                acc = op->merge(acc, op->reduce(op->args, ch, start,
+                                                block_len(m, start / BN_BLOCK)));
+        }
+        bn_coeffs co = op->finalize(op->args, ch, acc);
+        if (!fused || ch + 1 == c1) {
+            if (op->apply)
+                op->apply(op->args, ch, 0, m, co);
+            continue;
+        }
+        for (int64_t start = 0; start < m; start += BN_BLOCK)
+            next = op->merge(next, op->reduce_apply(op->args, ch + 1, ch, start,
+                                                    block_len(m, start / BN_BLOCK), co));
+    }
+}
+
+/* Channels [c0, c1) on the calling thread. */
+static void run_range(const bn_op *op, int64_t c0, int64_t c1, int64_t m, int64_t g) {
+    if (g > 1 && (!op->reduce || op->reduce_group) && (!op->apply || op->apply_group))
+        run_groups(op, c0, c1, m, g);
+    else
+        run_channels(op, c0, c1, m);
 }
 
 static void run_split(const bn_op *op, int64_t c, int64_t m, int threads) {
@@ -202,7 +203,7 @@ static void run(const bn_op *op, int64_t c, int64_t s, int64_t m, int threads) {
     }
     int64_t g = group_size(op, s, m);
     if (threads <= 1) {
-        run_channels(op, 0, c, s, m, g);
+        run_range(op, 0, c, m, g);
         return;
     }
     /* By channel unless that leaves a thread idle for more than 1/8 of the time. */
@@ -213,7 +214,7 @@ static void run(const bn_op *op, int64_t c, int64_t s, int64_t m, int threads) {
             int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
             int64_t q = c / nt, r = c % nt;
             int64_t c0 = t * q + (t < r ? t : r), c1 = c0 + q + (t < r ? 1 : 0);
-            run_channels(op, c0, c1, s, m, g);
+            run_range(op, c0, c1, m, g);
         }
         return;
     }

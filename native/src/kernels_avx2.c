@@ -617,26 +617,23 @@ static void normalize_group(float *y, const float *x, bn_rows v, int64_t g, int6
         _mm_sfence();
 }
 
-/* Adds dy and dy*(x - mean) for 8 values into the accumulator pairs (s0, s1), (t0, t1). */
-#define GRAD8(g, p, s0, s1, t0, t1)                                                 \
-    do {                                                                            \
-        __m256d g0_ = _mm256_cvtps_pd(_mm_loadu_ps(g));                             \
-        __m256d g1_ = _mm256_cvtps_pd(_mm_loadu_ps((g) + 4));                       \
-        s0 = _mm256_add_pd(s0, g0_);                                                \
-        s1 = _mm256_add_pd(s1, g1_);                                                \
-        t0 = _mm256_fmadd_pd(g0_, _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(p)), mu), t0);  \
-        t1 = _mm256_fmadd_pd(g1_, _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps((p) + 4)), mu), t1); \
+/* Adds dy and dy*(x - mean) for one register of values into the accumulator pair (s, t). */
+#define GRAD_ADD(g, p, mu, s, t)                                                      \
+    do {                                                                             \
+        moment_vec g_ = moment_load(g);                                              \
+        s = moment_add(s, g_);                                                       \
+        t = moment_fmadd(g_, moment_sub(moment_load(p), mu), t);                     \
     } while (0)
 
 /* Running state of a block's backward sums: dy and dy*(x - mean). */
 typedef struct {
-    __m256d s0, s1, s2, s3, t0, t1, t2, t3;
+    moment_vec s0, s1, s2, s3, t0, t1, t2, t3;
     double tail_s, tail_t;
 } grad_state;
 
 static inline void grad_init(grad_state *st) {
-    st->s0 = st->s1 = st->s2 = st->s3 = _mm256_setzero_pd();
-    st->t0 = st->t1 = st->t2 = st->t3 = _mm256_setzero_pd();
+    st->s0 = st->s1 = st->s2 = st->s3 = moment_zero();
+    st->t0 = st->t1 = st->t2 = st->t3 = moment_zero();
     st->tail_s = st->tail_t = 0.0;
 }
 
@@ -647,18 +644,20 @@ static inline __attribute__((always_inline)) void grad_seg(grad_state *st, const
                                                             double mean, pf_cursor *pf,
                                                             bn_rows v, const float *dy,
                                                             const float *x) {
-    const __m256d mu = _mm256_set1_pd(mean);
+    const moment_vec mu = moment_set1(mean);
     int64_t i = 0;
-    for (; i + 16 <= seg; i += 16) {
-        if (pf)
+    for (; i + MOMENT_STEP <= seg; i += MOMENT_STEP) {
+        for (int64_t j = 0; pf && j < MOMENT_STEP; j += 16)
             pf_step(pf, v, dy, x);
-        GRAD8(g + i, p + i, st->s0, st->s1, st->t0, st->t1);
-        GRAD8(g + i + 8, p + i + 8, st->s2, st->s3, st->t2, st->t3);
+        GRAD_ADD(g + i, p + i, mu, st->s0, st->t0);
+        GRAD_ADD(g + i + MOMENT_LANES, p + i + MOMENT_LANES, mu, st->s1, st->t1);
+        GRAD_ADD(g + i + 2 * MOMENT_LANES, p + i + 2 * MOMENT_LANES, mu, st->s2, st->t2);
+        GRAD_ADD(g + i + 3 * MOMENT_LANES, p + i + 3 * MOMENT_LANES, mu, st->s3, st->t3);
     }
     if (pf)
-        pf_skip(pf, v, seg % 16);
-    for (; i + 8 <= seg; i += 8)
-        GRAD8(g + i, p + i, st->s0, st->s1, st->t0, st->t1);
+        pf_skip(pf, v, seg % MOMENT_STEP);
+    for (; i + MOMENT_LANES <= seg; i += MOMENT_LANES)
+        GRAD_ADD(g + i, p + i, mu, st->s0, st->t0);
     for (; i < seg; i++) {
         st->tail_s += (double)g[i];
         st->tail_t = fma((double)g[i], (double)p[i] - mean, st->tail_t);
@@ -666,8 +665,8 @@ static inline __attribute__((always_inline)) void grad_seg(grad_state *st, const
 }
 
 static inline bn_grad_sums grad_result(const grad_state *st, double invstd) {
-    bn_grad_sums r = {hsum(st->s0, st->s1, st->s2, st->s3) + st->tail_s,
-                      (hsum(st->t0, st->t1, st->t2, st->t3) + st->tail_t) * invstd};
+    bn_grad_sums r = {moment_hsum(st->s0, st->s1, st->s2, st->s3) + st->tail_s,
+                      (moment_hsum(st->t0, st->t1, st->t2, st->t3) + st->tail_t) * invstd};
     return r;
 }
 
