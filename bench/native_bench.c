@@ -2,20 +2,28 @@
  * libbatchnorm against a plain two-pass OpenMP C kernel (REFERENCE.md section 6), in one
  * process, float32 NCHW. Timing rule (the one every peer in scripts/bench.sh follows): warm up,
  * pick a repeat count k so that one round lasts at least --min-round-ms, run --rounds rounds of
- * k calls, report the median over rounds of the mean time per call. The two implementations'
- * rounds alternate, so that both see the same machine load and their ratio stays meaningful on
- * a shared machine.
+ * k calls, report the median over rounds of the mean time per call. The implementations' rounds
+ * alternate, so that all see the same machine load and their ratios stay meaningful on a shared
+ * machine; each round starts with one untimed call (see round_ns).
  *
  *   forward_train  statistics, running-stat update (factor 0.1), y; weight and bias present
  *   forward_eval   y from the running statistics
  *   backward       training backward from the saved statistics: dx, dweight, dbias
+ *   copy           y = x: the bytes forward_eval must move at least, the per-shape roofline
  *
- * Rows go to stdout as CSV `shape,layout,op,impl,threads,median_ns` (impl panama-batchnorm-c or
- * plain-c); lines starting with '#' are comments.
+ * The copy runs in forward_eval's rounds (alone with --ops copy and no forward_eval), so that it
+ * sees the same buffers, cache state and machine load. It is timed with two store kinds, and the
+ * faster counts: regular stores (y passes through the caches, which wins while the buffers fit
+ * in them) and non-temporal stores (y bypasses the caches and is not read for ownership, which
+ * wins once they don't).
+ *
+ * Rows go to stdout as CSV `shape,layout,op,impl,threads,median_ns` (impl panama-batchnorm-c,
+ * plain-c, or stream-copy for the copy); lines starting with '#' are comments.
  */
 #define _POSIX_C_SOURCE 200809L
 
 #include <errno.h>
+#include <immintrin.h>
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
@@ -28,18 +36,21 @@
 
 static const char *usage =
     "usage: native_bench [--threads 1,2] [--rounds R] [--warmup W] [--min-round-ms T]\n"
-    "                    [--ops forward_train,forward_eval,backward] [SHAPE...]\n"
+    "                    [--ops forward_train,forward_eval,backward,copy] [SHAPE...]\n"
     "  SHAPE: NxCxHxW (rank 2..5); default: 32x64x56x56 256x512x7x7 64x256x14x14\n"
     "         8x32x112x112 128x16x32x32 1x8x4x4\n";
 
 static const char *default_shapes[] = {"32x64x56x56", "256x512x7x7", "64x256x14x14",
                                        "8x32x112x112", "128x16x32x32", "1x8x4x4"};
-static const char *op_names[] = {"forward_train", "forward_eval", "backward"};
+enum { OP_TRAIN, OP_EVAL, OP_BACKWARD, OP_COPY, NUM_OPS };
+static const char *op_names[] = {"forward_train", "forward_eval", "backward", "copy"};
 
 #define MAX_LIST 16
 #define MAX_ROUNDS 1024
 #define EPS 1e-5
 #define MOMENTUM 0.1
+/* The library's threshold: smaller tensors run on the calling thread, and so does the copy. */
+#define PARALLEL_MIN_ELEMENTS 65536
 
 typedef struct {
     int64_t n, c, s;
@@ -52,7 +63,6 @@ typedef struct {
     float *x, *y, *dy, *dx, *w, *b, *rm, *rv, *dw, *db;
     double *sm, *si;
     int threads;
-    int op;
 } bench_case;
 
 static int64_t now_ns(void) {
@@ -169,9 +179,85 @@ static void ours_backward(bench_case *k) {
                           k->sh.s, BN_LAYOUT_NCS);
 }
 
+/* ---- the copy: x into y in 8-float vectors, AVX2 when the CPU has it, SSE (every x86-64 has
+ * it) otherwise. Buffers are 64-byte aligned. ---- */
+
+// x, y are (count): vectors [first, last)
+__attribute__((target("avx2"))) static void copy_store_avx2(float *restrict y,
+                                                            const float *restrict x,
+                                                            int64_t first, int64_t last) {
+    for (int64_t i = first; i < last; i++)
+        _mm256_store_ps(y + 8 * i, _mm256_load_ps(x + 8 * i));
+}
+
+// x, y are (count): vectors [first, last)
+__attribute__((target("avx2"))) static void copy_stream_avx2(float *restrict y,
+                                                             const float *restrict x,
+                                                             int64_t first, int64_t last) {
+    for (int64_t i = first; i < last; i++)
+        _mm256_stream_ps(y + 8 * i, _mm256_load_ps(x + 8 * i));
+    _mm_sfence(); // orders this thread's non-temporal stores before the team's barrier
+}
+
+// x, y are (count): vectors [first, last)
+static void copy_store_sse(float *restrict y, const float *restrict x, int64_t first,
+                           int64_t last) {
+    for (int64_t i = first; i < last; i++) {
+        _mm_store_ps(y + 8 * i, _mm_load_ps(x + 8 * i));
+        _mm_store_ps(y + 8 * i + 4, _mm_load_ps(x + 8 * i + 4));
+    }
+}
+
+// x, y are (count): vectors [first, last)
+static void copy_stream_sse(float *restrict y, const float *restrict x, int64_t first,
+                            int64_t last) {
+    for (int64_t i = first; i < last; i++) {
+        _mm_stream_ps(y + 8 * i, _mm_load_ps(x + 8 * i));
+        _mm_stream_ps(y + 8 * i + 4, _mm_load_ps(x + 8 * i + 4));
+    }
+    _mm_sfence();
+}
+
+typedef void (*copy_range)(float *restrict, const float *restrict, int64_t, int64_t);
+
+/* Splits the vectors evenly over the threads, like the kernels; below the library's parallel
+ * threshold the calling thread copies alone, without entering an OpenMP region (even a team of
+ * one costs about a microsecond). */
+// x, y are (N,C,S)
+static void copy_tensor(bench_case *k, copy_range range) {
+    const int64_t total = k->sh.n * k->sh.c * k->sh.s, vectors = total / 8;
+    if (total < PARALLEL_MIN_ELEMENTS) {
+        range(k->y, k->x, 0, vectors);
+    } else {
+#pragma omp parallel num_threads(k->threads)
+        {
+            const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+            range(k->y, k->x, vectors * t / nt, vectors * (t + 1) / nt);
+        }
+    }
+    for (int64_t i = 8 * vectors; i < total; i++)
+        k->y[i] = k->x[i];
+}
+
+static void copy_store(bench_case *k) {
+    copy_tensor(k, __builtin_cpu_supports("avx2") ? copy_store_avx2 : copy_store_sse);
+}
+
+static void copy_stream(bench_case *k) {
+    copy_tensor(k, __builtin_cpu_supports("avx2") ? copy_stream_avx2 : copy_stream_sse);
+}
+
 typedef void (*kernel)(bench_case *);
 static const kernel ours[] = {ours_forward_train, ours_forward_eval, ours_backward};
 static const kernel plain[] = {plain_forward_train, plain_forward_eval, plain_backward};
+
+/* One kernel of a group timed side by side: its rounds alternate with the others'. */
+typedef struct {
+    kernel f;
+    const char *name;
+    int64_t reps;
+    double t[MAX_ROUNDS];
+} timed;
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -196,7 +282,10 @@ static int64_t calibrate(kernel f, bench_case *k, int warmup, int64_t min_ns) {
     }
 }
 
+/* The untimed first call gives every round the cache state the kernel itself leaves, not the one
+ * the previous kernel left (the non-temporal copy leaves y out of the caches). */
 static double round_ns(kernel f, bench_case *k, int64_t reps) {
+    f(k);
     int64_t t0 = now_ns();
     for (int64_t i = 0; i < reps; i++)
         f(k);
@@ -256,7 +345,7 @@ static float *alloc_floats(int64_t count) {
 int main(int argc, char **argv) {
     int threads[MAX_LIST] = {1, 2}, num_threads = 2, rounds = 15, warmup = 3;
     int64_t min_round_ns = 20000000;
-    int ops[3] = {1, 1, 1};
+    int ops[NUM_OPS] = {1, 1, 1, 1};
     int i = 1;
     for (; i + 1 < argc && !strncmp(argv[i], "--", 2); i += 2) {
         const char *a = argv[i], *v = argv[i + 1];
@@ -269,7 +358,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--min-round-ms"))
             min_round_ns = (int64_t)(atof(v) * 1e6);
         else if (!strcmp(a, "--ops")) {
-            for (int o = 0; o < 3; o++)
+            for (int o = 0; o < NUM_OPS; o++)
                 ops[o] = strstr(v, op_names[o]) != NULL;
         } else
             break;
@@ -289,6 +378,7 @@ int main(int argc, char **argv) {
         shape_texts = default_shapes;
         num_shapes = (int)(sizeof default_shapes / sizeof default_shapes[0]);
     }
+    const int avx2 = __builtin_cpu_supports("avx2");
     printf("# native_bench: libbatchnorm vs plain two-pass OpenMP C, float32 nchw, median of %d "
            "rounds of >= %.0f ms\n",
            rounds, (double)min_round_ns / 1e6);
@@ -324,26 +414,46 @@ int main(int argc, char **argv) {
             k.rm[ch] = 0.5f, k.rv[ch] = 0.75f;
             k.sm[ch] = 0.5, k.si[ch] = 1.0 / sqrt(0.75 + EPS);
         }
-        for (int o = 0; o < 3; o++) {
-            if (!ops[o])
+        for (int o = 0; o < NUM_OPS; o++) {
+            if (!ops[o] || (o == OP_COPY && ops[OP_EVAL]))
                 continue;
-            k.op = o;
+            const int with_copy = ops[OP_COPY] && (o == OP_EVAL || o == OP_COPY);
             for (int t = 0; t < num_threads; t++) {
                 k.threads = threads[t];
                 bn_set_num_threads(threads[t]);
-                int64_t reps_ours = calibrate(ours[o], &k, warmup, min_round_ns);
-                int64_t reps_plain = calibrate(plain[o], &k, warmup, min_round_ns);
-                double t_ours[MAX_ROUNDS], t_plain[MAX_ROUNDS];
-                for (int r = 0; r < rounds; r++) {
-                    t_ours[r] = round_ns(ours[o], &k, reps_ours);
-                    t_plain[r] = round_ns(plain[o], &k, reps_plain);
+                timed group[4];
+                int count = 0;
+                if (o != OP_COPY) {
+                    group[count++] = (timed){.f = ours[o], .name = "panama-batchnorm-c"};
+                    group[count++] = (timed){.f = plain[o], .name = "plain-c"};
                 }
-                double mo = median(t_ours, rounds), mp = median(t_plain, rounds);
-                printf("# %s %s threads %d: min ns %.0f (panama-batchnorm-c) %.0f (plain-c)\n",
-                       k.sh.text, op_names[o], threads[t], t_ours[0], t_plain[0]);
-                printf("%s,nchw,%s,panama-batchnorm-c,%d,%.0f\n", k.sh.text, op_names[o],
-                       threads[t], mo);
-                printf("%s,nchw,%s,plain-c,%d,%.0f\n", k.sh.text, op_names[o], threads[t], mp);
+                if (with_copy) {
+                    group[count++] = (timed){.f = copy_store, .name = "regular stores"};
+                    group[count++] = (timed){.f = copy_stream, .name = "non-temporal stores"};
+                }
+                for (int g = 0; g < count; g++)
+                    group[g].reps = calibrate(group[g].f, &k, warmup, min_round_ns);
+                for (int r = 0; r < rounds; r++)
+                    for (int g = 0; g < count; g++)
+                        group[g].t[r] = round_ns(group[g].f, &k, group[g].reps);
+                double med[4];
+                printf("# %s %s threads %d: min ns", k.sh.text, op_names[o], threads[t]);
+                for (int g = 0; g < count; g++) {
+                    med[g] = median(group[g].t, rounds); // sorts: t[0] is the minimum
+                    printf(" %.0f (%s)", group[g].t[0], group[g].name);
+                }
+                printf("\n");
+                for (int g = 0; o != OP_COPY && g < 2; g++)
+                    printf("%s,nchw,%s,%s,%d,%.0f\n", k.sh.text, op_names[o], group[g].name,
+                           threads[t], med[g]);
+                if (with_copy) {
+                    const int won = med[count - 1] < med[count - 2] ? count - 1 : count - 2;
+                    printf("# %s copy threads %d: median ns %.0f (%s) %.0f (%s): %s %s won\n",
+                           k.sh.text, threads[t], med[count - 2], group[count - 2].name,
+                           med[count - 1], group[count - 1].name, avx2 ? "AVX2" : "SSE",
+                           group[won].name);
+                    printf("%s,nchw,copy,stream-copy,%d,%.0f\n", k.sh.text, threads[t], med[won]);
+                }
                 fflush(stdout);
             }
         }
