@@ -53,6 +53,12 @@ static void train_reduce_group(const void *p, int64_t ch, int64_t g, int64_t sta
         out[j].mo = mo[j];
 }
 
+static bn_coeffs train_coeffs(const train_args *a, int64_t ch, double mean, double invstd) {
+    bn_coeffs co = {mean, invstd * (a->weight ? (double)a->weight[ch] : 1.0),
+                    a->bias ? (double)a->bias[ch] : 0.0, 0.0};
+    return co;
+}
+
 // statistics and running update of channel ch
 static bn_coeffs train_finalize(const void *p, int64_t ch, bn_partial total) {
     const train_args *a = p;
@@ -72,9 +78,13 @@ static bn_coeffs train_finalize(const void *p, int64_t ch, bn_partial total) {
         a->running_mean[ch] = (float)((1.0 - f) * (double)a->running_mean[ch] + f * mean);
         a->running_var[ch] = (float)((1.0 - f) * (double)a->running_var[ch] + f * unbiased);
     }
-    bn_coeffs co = {mean, invstd * (a->weight ? (double)a->weight[ch] : 1.0),
-                    a->bias ? (double)a->bias[ch] : 0.0, 0.0};
-    return co;
+    return train_coeffs(a, ch, mean, invstd);
+}
+
+/* Channel ch's constants from the statistics train_finalize saved. */
+static bn_coeffs saved_coeffs(const void *p, int64_t ch) {
+    const train_args *a = p;
+    return train_coeffs(a, ch, a->save_mean[ch], a->save_invstd[ch]);
 }
 
 // x, y are (N,C,S)
@@ -92,6 +102,87 @@ static void train_apply_group(const void *p, int64_t ch, int64_t g, int64_t star
                               const bn_coeffs *co) {
     const train_args *a = p;
     a->k->normalize_group(a->y + ch * a->s, a->x + ch * a->s, a->v, g, start, len, co);
+}
+
+/*
+ * The normalize pass in memory order, for when nothing is gained by walking a channel's rows
+ * (C*S values apart) and much is lost: the walk jumps, and lines at row ends are shared between
+ * channels. Eval has no reduction at all; training with short rows has its statistics done by a
+ * pass of its own first. The tensor is cut into windows of BN_WINDOW consecutive channels (all of
+ * C, in the common case), each window seen row by row, and every thread takes one contiguous span
+ * of that order: with C <= BN_WINDOW, one contiguous span of memory. Rows shorter than
+ * BN_RUN_MIN_S values would make runs too short to pay for their setup; they keep the
+ * channel-group schedule.
+ */
+#define BN_WINDOW 1024
+#define BN_RUN_MIN_S 16
+/* Training rows shorter than this take the two-pass schedule (bn_forward_train_f32). */
+#define BN_TWO_PASS_MAX_S 1024
+
+typedef struct {
+    const bn_kernels *k;
+    float *y;
+    const float *x;
+    int64_t n, c, s;
+    int stream;
+    /* channel ch's constants */
+    bn_coeffs (*coeffs)(const void *args, int64_t ch);
+    const void *args;
+} norm_pass;
+
+// x, y are (N,C,S); [f0, f1) are positions in window order
+static void norm_span(const norm_pass *p, int64_t f0, int64_t f1) {
+    if (f0 >= f1)
+        return;
+    bn_norm k[BN_WINDOW]; /* 48 KiB of stack */
+    int64_t n = p->n, c = p->c, s = p->s, window_values = (int64_t)BN_WINDOW * n * s;
+    int64_t win = f0 / window_values, f = f0 - win * window_values, g = 0;
+    int64_t row = 0, j = 0, col = 0;
+    for (int64_t left = f1 - f0; left > 0;) {
+        if (g == 0) {
+            g = c - win * BN_WINDOW < BN_WINDOW ? c - win * BN_WINDOW : BN_WINDOW;
+            for (int64_t i = 0; i < g; i++)
+                k[i] = bn_norm_make(p->coeffs(p->args, win * BN_WINDOW + i));
+            row = f / (g * s);
+            j = f % (g * s) / s;
+            col = f % s;
+        }
+        int64_t len = g * s - (j * s + col) < left ? g * s - (j * s + col) : left;
+        int64_t off = (row * c + win * BN_WINDOW + j) * s + col;
+        p->k->normalize_row(p->y + off, p->x + off, s, col, len, &k[j], p->stream);
+        left -= len;
+        j = col = 0;
+        if (++row == n) {
+            win++;
+            f = g = 0;
+        }
+    }
+    /* streaming stores are weakly ordered: make them visible before the call returns */
+    if (p->stream)
+        atomic_thread_fence(memory_order_seq_cst);
+}
+
+/* Thread t's share of `total` positions out of nt, starting on a 64-byte boundary of values. */
+static int64_t span_start(int64_t total, int t, int nt) {
+    if (t == nt)
+        return total;
+    int64_t q = total / nt, r = total % nt;
+    return (q * t + (t < r ? t : r)) & ~(int64_t)15;
+}
+
+static void norm_memory_order(const norm_pass *p, int64_t work) {
+    int64_t total = p->n * p->c * p->s;
+    int threads = bn_team_begin(work);
+    if (threads <= 1) {
+        norm_span(p, 0, total);
+    } else {
+#pragma omp parallel num_threads(threads)
+        {
+            int t = omp_get_thread_num(), nt = omp_get_num_threads();
+            norm_span(p, span_start(total, t, nt), span_start(total, t + 1, nt));
+        }
+    }
+    bn_team_end(threads);
 }
 
 int32_t bn_forward_train_f32(float *y, double *save_mean, double *save_invstd,
@@ -128,6 +219,20 @@ int32_t bn_forward_train_f32(float *y, double *save_mean, double *save_invstd,
     }
     train_args a = {k, y, save_mean, save_invstd, running_mean, running_var,
                     x, weight, bias, s, m, bn_make_rows(n, c, s), eps, factor};
+    /*
+     * Short rows: the statistics by channel groups, then the normalize pass in memory order,
+     * from the saved statistics (measured: faster than keeping each group in cache between its
+     * two passes, which walks memory in short strided pieces twice). Long rows: channel by
+     * channel, the next channel's statistics fused with this one's normalize pass.
+     */
+    if (save_mean && save_invstd && s >= BN_RUN_MIN_S && s < BN_TWO_PASS_MAX_S) {
+        bn_op stats = {&a, train_reduce, bn_merge_moments, train_finalize, NULL,
+                       train_reduce_group, NULL, NULL};
+        bn_run(&stats, c, s, m, m * c);
+        norm_pass pass = {k, y, x, n, c, s, a.v.stream, saved_coeffs, &a};
+        norm_memory_order(&pass, m * c / 2);
+        return BN_OK;
+    }
     bn_op op = {&a, train_reduce, bn_merge_moments, train_finalize, train_apply,
                 train_reduce_group, train_apply_group, train_reduce_apply};
     bn_run(&op, c, s, m, m * c);
@@ -153,6 +258,11 @@ static bn_coeffs eval_finalize(const void *p, int64_t ch, bn_partial total) {
     return co;
 }
 
+static bn_coeffs eval_coeffs(const void *p, int64_t ch) {
+    bn_partial none = {{0.0, 0.0, 0.0}};
+    return eval_finalize(p, ch, none);
+}
+
 static void eval_apply(const void *p, int64_t ch, int64_t start, int64_t len, bn_coeffs co) {
     const eval_args *a = p;
     normalize_apply(a->k, a->y, a->x, a->s, a->v, ch, start, len, co);
@@ -162,75 +272,6 @@ static void eval_apply_group(const void *p, int64_t ch, int64_t g, int64_t start
                              const bn_coeffs *co) {
     const eval_args *a = p;
     a->k->normalize_group(a->y + ch * a->s, a->x + ch * a->s, a->v, g, start, len, co);
-}
-
-/*
- * Eval in memory order. Eval has no reduction, so nothing is gained by walking a channel's rows
- * (C*S values apart) and much is lost: the walk jumps, and lines at row ends are shared between
- * channels. Instead the tensor is cut into windows of BN_WINDOW consecutive channels (all of C,
- * in the common case), each window seen row by row, and every thread takes one contiguous span of
- * that order: with C <= BN_WINDOW, one contiguous span of memory. Rows shorter than
- * BN_RUN_MIN_S values would make runs too short to pay for their setup; they keep the
- * channel-group schedule.
- */
-#define BN_WINDOW 1024
-#define BN_RUN_MIN_S 16
-
-static void window_consts(bn_norm *k, const eval_args *a, int64_t ch0, int64_t g) {
-    bn_partial none = {{0.0, 0.0, 0.0}};
-    for (int64_t j = 0; j < g; j++)
-        k[j] = bn_norm_make(eval_finalize(a, ch0 + j, none));
-}
-
-// x, y are (N,C,S); [f0, f1) are positions in window order
-static void eval_span(const eval_args *a, int64_t n, int64_t c, int64_t f0, int64_t f1) {
-    if (f0 >= f1)
-        return;
-    bn_norm k[BN_WINDOW];
-    int64_t s = a->s, window_values = (int64_t)BN_WINDOW * n * s;
-    int64_t win = f0 / window_values, f = f0 - win * window_values;
-    int64_t g = c - win * BN_WINDOW < BN_WINDOW ? c - win * BN_WINDOW : BN_WINDOW;
-    int64_t row = f / (g * s), j = f % (g * s) / s, col = f % s;
-    window_consts(k, a, win * BN_WINDOW, g);
-    for (int64_t left = f1 - f0; left > 0;) {
-        int64_t len = g * s - (j * s + col) < left ? g * s - (j * s + col) : left;
-        int64_t off = (row * c + win * BN_WINDOW + j) * s + col;
-        a->k->normalize_row(a->y + off, a->x + off, s, col, len, &k[j], a->v.stream);
-        left -= len;
-        j = col = 0;
-        if (++row < n || left == 0)
-            continue;
-        row = 0;
-        win++;
-        g = c - win * BN_WINDOW < BN_WINDOW ? c - win * BN_WINDOW : BN_WINDOW;
-        window_consts(k, a, win * BN_WINDOW, g);
-    }
-    /* streaming stores are weakly ordered: make them visible before the call returns */
-    if (a->v.stream)
-        atomic_thread_fence(memory_order_seq_cst);
-}
-
-/* Thread t's share of `total` positions out of nt, starting on a 64-byte boundary of values. */
-static int64_t span_start(int64_t total, int t, int nt) {
-    if (t == nt)
-        return total;
-    int64_t q = total / nt, r = total % nt;
-    return (q * t + (t < r ? t : r)) & ~(int64_t)15;
-}
-
-static void eval_memory_order(const eval_args *a, int64_t n, int64_t c, int64_t work) {
-    int64_t total = n * c * a->s;
-    int threads = bn_team_begin(work);
-    if (threads <= 1) {
-        eval_span(a, n, c, 0, total);
-    } else {
-#pragma omp parallel num_threads(threads)
-        {
-            int t = omp_get_thread_num(), nt = omp_get_num_threads();
-            eval_span(a, n, c, span_start(total, t, nt), span_start(total, t + 1, nt));
-        }
-    }
-    bn_team_end(threads);
 }
 
 int32_t bn_forward_eval_f32(float *y,
@@ -258,7 +299,8 @@ int32_t bn_forward_eval_f32(float *y,
     eval_args a = {k, y, x, weight, bias, running_mean, running_var, s, bn_make_rows(n, c, s),
                    eps};
     if (s >= BN_RUN_MIN_S) {
-        eval_memory_order(&a, n, c, work);
+        norm_pass pass = {k, y, x, n, c, s, a.v.stream, eval_coeffs, &a};
+        norm_memory_order(&pass, work);
         return BN_OK;
     }
     bn_op op = {&a, NULL, NULL, eval_finalize, eval_apply, NULL, eval_apply_group, NULL};
