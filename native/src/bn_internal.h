@@ -116,6 +116,27 @@ static inline bn_norm bn_norm_make(bn_coeffs co) {
     return k;
 }
 
+/* The same for the training backward's dx = ((dy - g) - (x - mean)*k)*a (co = mean, a, g, k). */
+typedef struct bn_dx {
+    bn_coeffs co;
+    float mh, ml, af, gf, kf;
+    int fast;
+} bn_dx;
+
+static inline bn_dx bn_dx_make(bn_coeffs co) {
+    bn_dx d = {co, (float)co.mean, 0.0f, (float)co.a, (float)co.b, (float)co.k,
+               bn_float_ok(co.mean) && bn_float_ok(co.a) && bn_float_ok(co.b) &&
+                   bn_float_ok(co.k)};
+    d.ml = (float)(co.mean - (double)d.mh);
+    return d;
+}
+
+/* One channel's constants for a row kernel of either pass. */
+typedef union bn_row_consts {
+    bn_norm norm;
+    bn_dx dx;
+} bn_row_consts;
+
 /* ---- block kernels; start and len are flat indices within one channel (kernels_*.c) ---- */
 
 typedef struct {
@@ -126,11 +147,11 @@ typedef struct {
     void (*normalize)(float *y, const float *x, bn_rows v, int64_t start, int64_t len,
                       double mean, double alpha, double beta);
     /* The same on len contiguous values that run through consecutive channels of one row: the
-     * first value is column col of the channel with constants k[0] (from bn_norm_make), and
-     * every s values the next channel begins. Stores stream when asked (the caller fences after
-     * its last such call). y may equal x. */
+     * first value is column col of the channel with constants k[0].norm (from bn_norm_make),
+     * and every s values the next channel begins. Stores stream when asked (the caller fences
+     * after its last such call). y may equal x. */
     void (*normalize_row)(float *y, const float *x, int64_t s, int64_t col, int64_t len,
-                          const struct bn_norm *k, int stream);
+                          const union bn_row_consts *k, int stream);
     /* normalize() of x into y and moments() of xn (another channel of the same shape), over the
      * same block, in one pass: the memory stream of the next channel's statistics overlaps with
      * the output of this one. The same bits as the two calls. */
@@ -143,6 +164,10 @@ typedef struct {
     /* dx = ((dy - gmean) - (x - mean)*k)*a. dx may equal dy. */
     void (*train_dx)(float *dx, const float *dy, const float *x, bn_rows v, int64_t start,
                      int64_t len, double mean, double a, double gmean, double k);
+    /* train_dx() on a row the way normalize_row works, with k[j].dx from bn_dx_make. dx may
+     * equal dy. */
+    void (*train_dx_row)(float *dx, const float *dy, const float *x, int64_t s, int64_t col,
+                         int64_t len, const union bn_row_consts *k, int stream);
     /* dx = dy*a (when dx != NULL) and the sums dy, dy*(x - mean)*invstd (the latter only when
      * x != NULL), in one pass. dx may equal dy. */
     bn_grad_sums (*eval_backward)(float *dx, const float *dy, const float *x, bn_rows v,
@@ -231,6 +256,23 @@ typedef struct {
 /* Runs op over c channels of m values each (rows of s), on a team (bn_team_begin(work)) or on
  * the calling thread alone; the results are the same bits either way. */
 BN_HIDDEN void bn_run(const bn_op *op, int64_t c, int64_t s, int64_t m, int64_t work);
+
+/*
+ * An elementwise pass over an (N,C,S) tensor in memory order (bn_run_rows): per channel
+ * constants, then runs of values, each contiguous within one row and starting at column col of
+ * the channel whose constants are k[0] (later channels follow at k[1], ...).
+ */
+typedef struct {
+    const void *args;
+    bn_row_consts (*consts)(const void *args, int64_t ch);
+    void (*run)(const void *args, int64_t off, int64_t col, int64_t len, const bn_row_consts *k);
+    int stream; /* the runs stream their stores */
+} bn_row_op;
+
+/* Elementwise passes in memory order: windows of BN_WINDOW consecutive channels (all of C in
+ * the common case), each seen row by row, one contiguous span of that order per thread. */
+#define BN_WINDOW 1024
+BN_HIDDEN void bn_run_rows(const bn_row_op *op, int64_t n, int64_t c, int64_t s, int64_t work);
 
 /* The row view of an (N,C,S) tensor, with the streaming-store decision. */
 BN_HIDDEN bn_rows bn_make_rows(int64_t n, int64_t c, int64_t s);

@@ -9,6 +9,7 @@
  *    thread, then the apply pass uses the same static split so each thread meets its own blocks.
  */
 #include <omp.h>
+#include <stdatomic.h>
 #include <stddef.h>
 
 #include "bn_internal.h"
@@ -224,5 +225,65 @@ static void run(const bn_op *op, int64_t c, int64_t s, int64_t m, int threads) {
 void bn_run(const bn_op *op, int64_t c, int64_t s, int64_t m, int64_t work) {
     int threads = bn_team_begin(work);
     run(op, c, s, m, threads);
+    bn_team_end(threads);
+}
+
+/*
+ * Memory order, for elementwise passes that gain nothing from walking a channel's rows (C*S
+ * values apart) and lose much: the walk jumps, and lines at row ends are shared between channels.
+ */
+
+// the tensor is (N,C,S); [f0, f1) are positions in window order
+static void rows_span(const bn_row_op *op, int64_t n, int64_t c, int64_t s, int64_t f0,
+                      int64_t f1) {
+    if (f0 >= f1)
+        return;
+    bn_row_consts k[BN_WINDOW]; /* 56 KiB of stack */
+    int64_t window_values = (int64_t)BN_WINDOW * n * s;
+    int64_t win = f0 / window_values, f = f0 - win * window_values, g = 0;
+    int64_t row = 0, j = 0, col = 0;
+    for (int64_t left = f1 - f0; left > 0;) {
+        if (g == 0) {
+            g = c - win * BN_WINDOW < BN_WINDOW ? c - win * BN_WINDOW : BN_WINDOW;
+            for (int64_t i = 0; i < g; i++)
+                k[i] = op->consts(op->args, win * BN_WINDOW + i);
+            row = f / (g * s);
+            j = f % (g * s) / s;
+            col = f % s;
+        }
+        int64_t len = g * s - (j * s + col) < left ? g * s - (j * s + col) : left;
+        op->run(op->args, (row * c + win * BN_WINDOW + j) * s + col, col, len, &k[j]);
+        left -= len;
+        j = col = 0;
+        if (++row == n) {
+            win++;
+            f = g = 0;
+        }
+    }
+    /* streaming stores are weakly ordered: make them visible before the call returns */
+    if (op->stream)
+        atomic_thread_fence(memory_order_seq_cst);
+}
+
+/* Thread t's share of `total` positions out of nt, starting on a 64-byte boundary of values. */
+static int64_t span_start(int64_t total, int t, int nt) {
+    if (t == nt)
+        return total;
+    int64_t q = total / nt, r = total % nt;
+    return (q * t + (t < r ? t : r)) & ~(int64_t)15;
+}
+
+void bn_run_rows(const bn_row_op *op, int64_t n, int64_t c, int64_t s, int64_t work) {
+    int64_t total = n * c * s;
+    int threads = bn_team_begin(work);
+    if (threads <= 1) {
+        rows_span(op, n, c, s, 0, total);
+    } else {
+#pragma omp parallel num_threads(threads)
+        {
+            int t = omp_get_thread_num(), nt = omp_get_num_threads();
+            rows_span(op, n, c, s, span_start(total, t, nt), span_start(total, t + 1, nt));
+        }
+    }
     bn_team_end(threads);
 }

@@ -1,6 +1,4 @@
 #include <math.h>
-#include <omp.h>
-#include <stdatomic.h>
 #include <stddef.h>
 
 #include "batchnorm.h"
@@ -105,84 +103,46 @@ static void train_apply_group(const void *p, int64_t ch, int64_t g, int64_t star
 }
 
 /*
- * The normalize pass in memory order, for when nothing is gained by walking a channel's rows
- * (C*S values apart) and much is lost: the walk jumps, and lines at row ends are shared between
- * channels. Eval has no reduction at all; training with short rows has its statistics done by a
- * pass of its own first. The tensor is cut into windows of BN_WINDOW consecutive channels (all of
- * C, in the common case), each window seen row by row, and every thread takes one contiguous span
- * of that order: with C <= BN_WINDOW, one contiguous span of memory. Rows shorter than
+ * The normalize pass in memory order (bn_run_rows): eval has no reduction to keep in cache, and
+ * training with short rows has its statistics done by a pass of its own first. Rows shorter than
  * BN_RUN_MIN_S values would make runs too short to pay for their setup; they keep the
- * channel-group schedule.
+ * channel-group schedule. Training rows shorter than BN_TWO_PASS_MAX_S take the two passes.
  */
-#define BN_WINDOW 1024
 #define BN_RUN_MIN_S 16
-/* Training rows shorter than this take the two-pass schedule (bn_forward_train_f32). */
 #define BN_TWO_PASS_MAX_S 1024
 
 typedef struct {
     const bn_kernels *k;
     float *y;
     const float *x;
-    int64_t n, c, s;
+    int64_t s;
     int stream;
     /* channel ch's constants */
     bn_coeffs (*coeffs)(const void *args, int64_t ch);
     const void *args;
 } norm_pass;
 
-// x, y are (N,C,S); [f0, f1) are positions in window order
-static void norm_span(const norm_pass *p, int64_t f0, int64_t f1) {
-    if (f0 >= f1)
-        return;
-    bn_norm k[BN_WINDOW]; /* 48 KiB of stack */
-    int64_t n = p->n, c = p->c, s = p->s, window_values = (int64_t)BN_WINDOW * n * s;
-    int64_t win = f0 / window_values, f = f0 - win * window_values, g = 0;
-    int64_t row = 0, j = 0, col = 0;
-    for (int64_t left = f1 - f0; left > 0;) {
-        if (g == 0) {
-            g = c - win * BN_WINDOW < BN_WINDOW ? c - win * BN_WINDOW : BN_WINDOW;
-            for (int64_t i = 0; i < g; i++)
-                k[i] = bn_norm_make(p->coeffs(p->args, win * BN_WINDOW + i));
-            row = f / (g * s);
-            j = f % (g * s) / s;
-            col = f % s;
-        }
-        int64_t len = g * s - (j * s + col) < left ? g * s - (j * s + col) : left;
-        int64_t off = (row * c + win * BN_WINDOW + j) * s + col;
-        p->k->normalize_row(p->y + off, p->x + off, s, col, len, &k[j], p->stream);
-        left -= len;
-        j = col = 0;
-        if (++row == n) {
-            win++;
-            f = g = 0;
-        }
-    }
-    /* streaming stores are weakly ordered: make them visible before the call returns */
-    if (p->stream)
-        atomic_thread_fence(memory_order_seq_cst);
+static bn_row_consts norm_consts_of(const void *p, int64_t ch) {
+    const norm_pass *a = p;
+    bn_row_consts k;
+    k.norm = bn_norm_make(a->coeffs(a->args, ch));
+    return k;
 }
 
-/* Thread t's share of `total` positions out of nt, starting on a 64-byte boundary of values. */
-static int64_t span_start(int64_t total, int t, int nt) {
-    if (t == nt)
-        return total;
-    int64_t q = total / nt, r = total % nt;
-    return (q * t + (t < r ? t : r)) & ~(int64_t)15;
+// x, y are (N,C,S)
+static void norm_run(const void *p, int64_t off, int64_t col, int64_t len,
+                     const bn_row_consts *k) {
+    const norm_pass *a = p;
+    a->k->normalize_row(a->y + off, a->x + off, a->s, col, len, k, a->stream);
 }
 
-static void norm_memory_order(const norm_pass *p, int64_t work) {
-    int64_t total = p->n * p->c * p->s;
-    int threads = bn_team_begin(work);
-    if (threads <= 1) {
-        norm_span(p, 0, total);
-    } else {
-#pragma omp parallel num_threads(threads)
-        {
-            int t = omp_get_thread_num(), nt = omp_get_num_threads();
-            norm_span(p, span_start(total, t, nt), span_start(total, t + 1, nt));
-        }
-    }
-    bn_team_end(threads);
+static void normalize_memory_order(const bn_kernels *k, float *y, const float *x, int64_t n,
+                                   int64_t c, int64_t s, int stream,
+                                   bn_coeffs (*coeffs)(const void *, int64_t), const void *args,
+                                   int64_t work) {
+    norm_pass pass = {k, y, x, s, stream, coeffs, args};
+    bn_row_op op = {&pass, norm_consts_of, norm_run, stream};
+    bn_run_rows(&op, n, c, s, work);
 }
 
 int32_t bn_forward_train_f32(float *y, double *save_mean, double *save_invstd,
@@ -229,8 +189,7 @@ int32_t bn_forward_train_f32(float *y, double *save_mean, double *save_invstd,
         bn_op stats = {&a, train_reduce, bn_merge_moments, train_finalize, NULL,
                        train_reduce_group, NULL, NULL};
         bn_run(&stats, c, s, m, m * c);
-        norm_pass pass = {k, y, x, n, c, s, a.v.stream, saved_coeffs, &a};
-        norm_memory_order(&pass, m * c / 2);
+        normalize_memory_order(k, y, x, n, c, s, a.v.stream, saved_coeffs, &a, m * c / 2);
         return BN_OK;
     }
     bn_op op = {&a, train_reduce, bn_merge_moments, train_finalize, train_apply,
@@ -299,8 +258,7 @@ int32_t bn_forward_eval_f32(float *y,
     eval_args a = {k, y, x, weight, bias, running_mean, running_var, s, bn_make_rows(n, c, s),
                    eps};
     if (s >= BN_RUN_MIN_S) {
-        norm_pass pass = {k, y, x, n, c, s, a.v.stream, eval_coeffs, &a};
-        norm_memory_order(&pass, work);
+        normalize_memory_order(k, y, x, n, c, s, a.v.stream, eval_coeffs, &a, work);
         return BN_OK;
     }
     bn_op op = {&a, NULL, NULL, eval_finalize, eval_apply, NULL, eval_apply_group, NULL};

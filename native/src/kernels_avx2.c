@@ -491,10 +491,11 @@ static inline void norm_short(float *q, const float *p, int64_t len, const bn_no
 }
 
 static void normalize_row(float *y, const float *x, int64_t s, int64_t col, int64_t len,
-                          const bn_norm *k, int stream) {
+                          const bn_row_consts *c, int stream) {
     bn_rows one = {s, s, s, stream};
-    for (int64_t run; len > 0; len -= run, x += run, y += run, col = 0, k++) {
+    for (int64_t run; len > 0; len -= run, x += run, y += run, col = 0, c++) {
         run = s - col < len ? s - col : len;
+        const bn_norm *k = &c->norm;
         norm_consts f = {k->mh, k->ml, k->af, k->bf};
         if (!k->fast)
             normalize_wide(y, x, one, 0, run, k->mean, k->a, k->b);
@@ -760,6 +761,20 @@ static void train_dx(float *dx, const float *dy, const float *x, bn_rows v, int6
         dx_seg(dx + off, dy + off, x + off, seg, c, v.stream, NULL, v, dy, x);
     if (v.stream)
         _mm_sfence();
+}
+
+static void train_dx_row(float *dx, const float *dy, const float *x, int64_t s, int64_t col,
+                         int64_t len, const bn_row_consts *c, int stream) {
+    bn_rows one = {s, s, s, stream};
+    for (int64_t run; len > 0; len -= run, x += run, dy += run, dx += run, col = 0, c++) {
+        run = s - col < len ? s - col : len;
+        const bn_dx *k = &c->dx;
+        dx_consts f = {k->mh, k->ml, k->af, k->gf, k->kf};
+        if (k->fast)
+            dx_seg(dx, dy, x, run, f, stream, NULL, one, dy, x);
+        else
+            train_dx_wide(dx, dy, x, one, 0, run, k->co.mean, k->co.a, k->co.b, k->co.k);
+    }
 }
 
 /* train_dx() of g consecutive channels, row by row in memory order; the same bits. */
@@ -1268,6 +1283,7 @@ const bn_kernels BN_KERNELS_TABLE = {
     .normalize_moments = normalize_moments,
     .grad_sums = grad_sums,
     .train_dx = train_dx,
+    .train_dx_row = train_dx_row,
     .eval_backward = eval_backward,
     .moments_group = moments_group,
     .normalize_group = normalize_group,

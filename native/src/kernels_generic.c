@@ -77,14 +77,28 @@ static bn_moments normalize_moments(float *y, const float *x, bn_rows v, int64_t
 
 // x, y are (len)
 static void normalize_row(float *y, const float *x, int64_t s, int64_t col, int64_t len,
-                          const bn_norm *k, int stream) {
+                          const bn_row_consts *k, int stream) {
     (void)stream;
     for (int64_t i = 0; i < len; i++, col++) {
         if (col == s) {
             col = 0;
             k++;
         }
-        y[i] = (float)(((double)x[i] - k->mean) * k->a + k->b);
+        y[i] = (float)(((double)x[i] - k->norm.mean) * k->norm.a + k->norm.b);
+    }
+}
+
+// dx, dy, x are (len)
+static void train_dx_row(float *dx, const float *dy, const float *x, int64_t s, int64_t col,
+                         int64_t len, const bn_row_consts *k, int stream) {
+    (void)stream;
+    for (int64_t i = 0; i < len; i++, col++) {
+        if (col == s) {
+            col = 0;
+            k++;
+        }
+        const bn_coeffs *c = &k->dx.co;
+        dx[i] = (float)((((double)dy[i] - c->b) - ((double)x[i] - c->mean) * c->k) * c->a);
     }
 }
 
@@ -187,6 +201,7 @@ const bn_kernels bn_kernels_generic = {
     .normalize_moments = normalize_moments,
     .grad_sums = grad_sums,
     .train_dx = train_dx,
+    .train_dx_row = train_dx_row,
     .eval_backward = eval_backward,
     .moments_group = moments_group,
     .normalize_group = normalize_group,

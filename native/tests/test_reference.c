@@ -407,6 +407,8 @@ int main(void) {
         {300, 40, 9},  {1, 1, 70001}, {33, 2, 4097}, {2, 8, 49},    {16, 10, 1},
         {2, 100, 3},   {9, 70, 1},    {1, 66, 20},   /* small tensors of more than 64 channels */
         {3000, 7, 1},  {5000, 2, 1},                 /* rows of one value, many of them */
+        {8, 40, 100},  {3, 12, 2500},                /* two-pass and fused training schedules */
+        {2, 1100, 17},                               /* more channels than a memory-order window */
     };
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         run_shape(fixed[i]);
@@ -422,6 +424,12 @@ int main(void) {
     test_backward_train(big, 1, 15u, 0);
     test_backward_train(big, 0, 15u, 1);
     test_backward_eval(big, 1, 31u, 1e-5, 0);
+    /* The same through the memory-order passes (rows of 500 values start 16-byte aligned). */
+    shape wide = {40, 256, 500};
+    test_forward_train(wide, 1, 31u, 1e-5, 0.1, 0);
+    test_forward_eval(wide, 1, 3u, 1e-5, 1);
+    test_backward_train(wide, 1, 15u, 0);
+    test_backward_train(wide, 0, 15u, 1);
     test_eps_zero_constant_channel();
     printf("worst err/tol ratio: %.3g\n", g_worst);
     return finish("test_reference");
