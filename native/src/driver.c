@@ -1,12 +1,15 @@
 /*
- * The parallel driver. Three schedules, all computing each block's partial with the same kernel
- * and merging a channel's partials in block order, so they give bit-identical results:
+ * The parallel driver. Three schedules for operations with a reduction, all computing each
+ * block's partial with the same kernel and merging a channel's partials in block order, so they
+ * give bit-identical results:
  *  - serial: the calling thread runs channel after channel, no OpenMP region at all;
  *  - by channel: each thread takes a contiguous range of channels and runs each one start to
- *    finish (reduce, finalize, apply), so the apply pass finds the channel's data in cache;
+ *    finish (reduce, finalize, apply), so the apply pass finds the channel's data in cache; with
+ *    long rows the reduction of the next channel is fused into the apply pass of this one;
  *  - split: when channels are too few to share out evenly, the blocks of a group of channels are
  *    shared out instead; partials go to a fixed-size array and are merged in block order by one
  *    thread, then the apply pass uses the same static split so each thread meets its own blocks.
+ * And one for elementwise passes (bn_run_rows): memory order, one contiguous span per thread.
  */
 #include <omp.h>
 #include <stdatomic.h>
@@ -101,9 +104,9 @@ static void run_groups(const bn_op *op, int64_t c0, int64_t c1, int64_t m, int64
  * fused pass (reduce_apply): block by block, one pass applies this channel and reduces the next.
  * The apply reads its data back from cache and writes the output while the reduction reads the
  * next channel from memory: in one loop the two streams overlap in the core instead of taking
- * turns (measured: up to 1.3x faster training forwards on rows of >= 1024 values; backward,
- * whose two inputs fill L2 already, loses, so it has no fused pass). The partials are still
- * merged in block order: the same bits as the plain walk.
+ * turns (measured: up to 1.3x faster training forwards on rows of >= 1024 values). Backward
+ * has no fused pass: its two inputs already fill L2, and interleaving its passes measured
+ * slower. The partials are still merged in block order: the same bits as the plain walk.
  */
 static void run_channels(const bn_op *op, int64_t c0, int64_t c1, int64_t m) {
     int fused = op->reduce && op->apply && op->reduce_apply;

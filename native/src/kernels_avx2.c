@@ -1,6 +1,8 @@
 /*
  * AVX2+FMA block kernels, compiled with -mavx2 -mfma and called only when the CPU has both
- * (kernels.c picks them at run time).
+ * (kernels.c picks them at run time). kernels_avx512.c compiles this file again with BN_AVX512:
+ * the reductions (moments, backward sums) then run over 8 double lanes per register, the rest is
+ * the same code.
  *
  * Every sum is accumulated in double: the moments of a block in one pass (deviations from the
  * block's first value, see moment_state), the backward sums in one pass. The elementwise passes
