@@ -63,6 +63,20 @@ typedef struct {
     double dyx;
 } bn_grad_sums;
 
+/*
+ * One channel's running sums over a block of whole rows, for the reductions that walk memory in
+ * order (row kernels below): 8 double lanes each of s and q; which lane takes which value is a
+ * function of the row length alone. Folded with bn_fold8.
+ */
+typedef struct {
+    double s[8], q[8];
+} bn_row_state;
+
+/* The lanes of a row state's sum in a fixed order. */
+static inline double bn_fold8(const double a[8]) {
+    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+}
+
 /* The row holding flat index i of a channel with rows of s values (no division for row 0: tiny
  * tensors call the kernels once per channel and would spend their time dividing). */
 static inline int64_t bn_row_of(int64_t i, int64_t s) {
@@ -188,6 +202,15 @@ typedef struct {
     void (*train_dx_group)(float *dx, const float *dy, const float *x, bn_rows v, int64_t g,
                            int64_t start, int64_t len, const struct bn_coeffs *co);
     /*
+     * Row kernels of the memory-order reductions: one row of c consecutive channels (c*s
+     * contiguous values from x, channel j's at x + j*s) added into their states st[0..c).
+     * moments_rows: s += d, q += d*d with d = x - k[j] in double. grad_sums_rows: s += dy,
+     * q += dy*(x - mean[j]) in double.
+     */
+    void (*moments_rows)(bn_row_state *st, const float *x, int64_t s, int64_t c, const double *k);
+    void (*grad_sums_rows)(bn_row_state *st, const float *dy, const float *x, int64_t s,
+                           int64_t c, const double *mean);
+    /*
      * Whole operations on small tensors (bn_small), with the arguments of the API functions
      * (already validated, M >= 1, and M >= 2 for training): per-channel overhead dominates
      * there, so these take several channels at once. NULL when the kernels have no such path:
@@ -251,6 +274,9 @@ typedef struct {
      * one pass; the same results as apply and reduce called apart. */
     bn_partial (*reduce_apply)(const void *args, int64_t ch_reduce, int64_t ch_apply,
                                int64_t start, int64_t len, bn_coeffs co);
+    /* Optional, for bn_run_row_blocks: the partials of rows [r0, r1) (row block b) of every
+     * channel, into out[0..c). */
+    void (*reduce_rows)(const void *args, int64_t b, int64_t r0, int64_t r1, bn_partial *out);
 } bn_op;
 
 /* Runs op over c channels of m values each (rows of s), on a team (bn_team_begin(work)) or on
@@ -273,6 +299,25 @@ typedef struct {
  * the common case), each seen row by row, one contiguous span of that order per thread. */
 #define BN_WINDOW 1024
 BN_HIDDEN void bn_run_rows(const bn_row_op *op, int64_t n, int64_t c, int64_t s, int64_t work);
+
+/*
+ * A reduction pass in memory order, for short rows: the rows are cut into blocks of
+ * rows_per_block (the last may be shorter), a function of the shape alone; op->reduce_rows
+ * turns block b into part[b*c .. b*c + c), each block on one thread (contiguous runs of blocks
+ * per thread), then every channel merges its partials in block order and is finalized. op->apply
+ * is not used. part holds ceil(n / rows_per_block) * c partials.
+ */
+BN_HIDDEN void bn_run_row_blocks(const bn_op *op, int64_t n, int64_t c, int64_t rows_per_block,
+                                 bn_partial *part, int64_t work);
+
+/* Rows per block of bn_run_row_blocks for rows of s values, and the number of blocks: at most
+ * BN_BLOCK values of a channel per block (the accuracy bound of one-pass moments), and at least
+ * 16 blocks when there are rows enough, to share among threads. */
+static inline int64_t bn_rows_per_block(int64_t n, int64_t s) {
+    int64_t r = BN_BLOCK / s, share = (n + 15) / 16;
+    r = r < share ? r : share;
+    return r < 1 ? 1 : r;
+}
 
 /* The row view of an (N,C,S) tensor, with the streaming-store decision. */
 BN_HIDDEN bn_rows bn_make_rows(int64_t n, int64_t c, int64_t s);

@@ -194,6 +194,28 @@ static void train_dx_group(float *dx, const float *dy, const float *x, bn_rows v
 
 /* The portable kernels have no memory-order advantage to gain: their group forms just loop; and
  * no small path: the driver's serial schedule runs small tensors with them. */
+/* Row kernels: lane j takes the values at offsets j, j+8, ... of each channel's run. */
+// x is (c, s)
+static void moments_rows(bn_row_state *st, const float *x, int64_t s, int64_t c,
+                         const double *k) {
+    for (int64_t j = 0; j < c; j++, x += s)
+        for (int64_t i = 0; i < s; i++) {
+            double d = (double)x[i] - k[j];
+            st[j].s[i % 8] += d;
+            st[j].q[i % 8] += d * d;
+        }
+}
+
+// dy, x are (c, s)
+static void grad_sums_rows(bn_row_state *st, const float *dy, const float *x, int64_t s,
+                           int64_t c, const double *mean) {
+    for (int64_t j = 0; j < c; j++, dy += s, x += s)
+        for (int64_t i = 0; i < s; i++) {
+            st[j].s[i % 8] += (double)dy[i];
+            st[j].q[i % 8] += (double)dy[i] * ((double)x[i] - mean[j]);
+        }
+}
+
 const bn_kernels bn_kernels_generic = {
     .moments = moments,
     .normalize = normalize,
@@ -207,4 +229,6 @@ const bn_kernels bn_kernels_generic = {
     .normalize_group = normalize_group,
     .grad_sums_group = grad_sums_group,
     .train_dx_group = train_dx_group,
+    .moments_rows = moments_rows,
+    .grad_sums_rows = grad_sums_rows,
 };
