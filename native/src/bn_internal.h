@@ -4,7 +4,8 @@
  * Every channel is a strided view: N rows of S contiguous floats, row r at base + r*stride
  * (stride = C*S, base = data + ch*S). Its M = N*S values are indexed flat as i = r*S + col.
  *
- * Determinism: each channel's M values are cut into blocks of BN_BLOCK flat indices, a function
+ * Determinism: each channel's M values are cut into blocks of BN_BLOCK flat indices (or, for the
+ * memory-order reductions of short rows, into blocks of whole rows: bn_rows_per_block), a function
  * of the shape alone. Every reduction is computed per block by one kernel call, then the block
  * results are merged strictly in block order. Whichever thread computes a block, and however
  * many threads there are, the same floating-point operations happen in the same order.

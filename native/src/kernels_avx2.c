@@ -752,29 +752,21 @@ static inline moment_vec sub_part(moment_vec a, moment_vec b, int64_t t) {
 }
 #endif
 
-/* MOMENT_ADD with the sum on the FMA units too (d*1 + s: the same bits as d + s). */
-#define ROW_ADD(p, k, s, q)                                                          \
-    do {                                                                             \
-        moment_vec d_ = moment_sub(moment_load(p), k);                               \
-        s = moment_fmadd(d_, one, s);                                                \
-        q = moment_fmadd(d_, d_, q);                                                 \
-    } while (0)
-
 // x is (c, s)
 static void moments_rows(bn_row_state *st, const float *x, int64_t s, int64_t c,
                          const double *k) {
     for (int64_t j = 0; j < c; j++, x += s) {
-        const moment_vec kv = moment_set1(k[j]), one = moment_set1(1.0);
+        const moment_vec kv = moment_set1(k[j]);
         moment_vec s0, s1, q0, q1;
         row_load(st[j].s, &s0, &s1);
         row_load(st[j].q, &q0, &q1);
         int64_t i = 0;
         for (; i + 2 * MOMENT_LANES <= s; i += 2 * MOMENT_LANES) {
-            ROW_ADD(x + i, kv, s0, q0);
-            ROW_ADD(x + i + MOMENT_LANES, kv, s1, q1);
+            MOMENT_ADD(x + i, kv, s0, q0);
+            MOMENT_ADD(x + i + MOMENT_LANES, kv, s1, q1);
         }
         if (i + MOMENT_LANES <= s) {
-            ROW_ADD(x + i, kv, s0, q0);
+            MOMENT_ADD(x + i, kv, s0, q0);
             i += MOMENT_LANES;
         }
         if (i < s) {
