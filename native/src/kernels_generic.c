@@ -198,22 +198,39 @@ static void train_dx_group(float *dx, const float *dy, const float *x, bn_rows v
 // x is (c, s)
 static void moments_rows(bn_row_state *st, const float *x, int64_t s, int64_t c,
                          const double *k) {
-    for (int64_t j = 0; j < c; j++, x += s)
-        for (int64_t i = 0; i < s; i++) {
-            double d = (double)x[i] - k[j];
-            st[j].s[i % 8] += d;
-            st[j].q[i % 8] += d * d;
+    for (int64_t j = 0; j < c; j++, x += s) {
+        double *ss = st[j].s, *qq = st[j].q, kj = k[j];
+        int64_t i = 0;
+        for (; i + BN_LANES <= s; i += BN_LANES)
+            for (int l = 0; l < BN_LANES; l++) {
+                double d = (double)x[i + l] - kj;
+                ss[l] += d;
+                qq[l] += d * d;
+            }
+        for (int l = 0; i + l < s; l++) {
+            double d = (double)x[i + l] - kj;
+            ss[l] += d;
+            qq[l] += d * d;
         }
+    }
 }
 
 // dy, x are (c, s)
 static void grad_sums_rows(bn_row_state *st, const float *dy, const float *x, int64_t s,
                            int64_t c, const double *mean) {
-    for (int64_t j = 0; j < c; j++, dy += s, x += s)
-        for (int64_t i = 0; i < s; i++) {
-            st[j].s[i % 8] += (double)dy[i];
-            st[j].q[i % 8] += (double)dy[i] * ((double)x[i] - mean[j]);
+    for (int64_t j = 0; j < c; j++, dy += s, x += s) {
+        double *ss = st[j].s, *qq = st[j].q, mu = mean[j];
+        int64_t i = 0;
+        for (; i + BN_LANES <= s; i += BN_LANES)
+            for (int l = 0; l < BN_LANES; l++) {
+                ss[l] += (double)dy[i + l];
+                qq[l] += (double)dy[i + l] * ((double)x[i + l] - mu);
+            }
+        for (int l = 0; i + l < s; l++) {
+            ss[l] += (double)dy[i + l];
+            qq[l] += (double)dy[i + l] * ((double)x[i + l] - mu);
         }
+    }
 }
 
 const bn_kernels bn_kernels_generic = {
