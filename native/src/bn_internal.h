@@ -66,16 +66,16 @@ typedef struct {
 
 /*
  * One channel's running sums over a block of whole rows, for the reductions that walk memory in
- * order (row kernels below): 8 double lanes each of s and q; which lane takes which value is a
- * function of the row length alone. Folded with bn_fold8.
+ * order (row kernels below): 4 double lanes each of s and q; which lane takes which value is a
+ * function of the row length alone. Folded with bn_fold4.
  */
 typedef struct {
-    double s[8], q[8];
+    double s[4], q[4];
 } bn_row_state;
 
 /* The lanes of a row state's sum in a fixed order. */
-static inline double bn_fold8(const double a[8]) {
-    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+static inline double bn_fold4(const double a[4]) {
+    return (a[0] + a[1]) + (a[2] + a[3]);
 }
 
 /* The row holding flat index i of a channel with rows of s values (no division for row 0: tiny

@@ -70,14 +70,14 @@ static void train_reduce_rows(const void *p, int64_t b, int64_t r0, int64_t r1,
     for (int64_t ch = 0; ch < c; ch++) {
         float first = a->x[(r0 * c + ch) * s];
         k[ch] = isfinite(first) ? (double)first : channel_shift(a->x + ch * s);
-        for (int i = 0; i < 8; i++)
+        for (int i = 0; i < 4; i++)
             st[ch].s[i] = st[ch].q[i] = 0.0;
     }
     for (int64_t r = r0; r < r1; r++)
         a->k->moments_rows(st, a->x + r * c * s, s, c, k);
     for (int64_t ch = 0; ch < c; ch++) {
         double shift = channel_shift(a->x + ch * s);
-        double sd = bn_fold8(st[ch].s), sq = bn_fold8(st[ch].q);
+        double sd = bn_fold4(st[ch].s), sq = bn_fold4(st[ch].q);
         bn_moments m = {(double)len, sd + (double)len * (k[ch] - shift),
                         sq - sd * (sd / (double)len)};
         /* a NaN or infinity in the block: the block kernel gives the channel its NaN */

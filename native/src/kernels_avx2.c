@@ -712,12 +712,13 @@ static void grad_sums_group(const float *dy, const float *x, bn_rows v, int64_t 
  */
 #if BN_AVX512
 static inline void row_load(const double *p, moment_vec *a0, moment_vec *a1) {
-    *a0 = _mm512_loadu_pd(p);
+    *a0 = _mm512_zextpd256_pd512(_mm256_loadu_pd(p));
     *a1 = _mm512_setzero_pd();
 }
 
 static inline void row_store(double *p, moment_vec a0, moment_vec a1) {
-    _mm512_storeu_pd(p, _mm512_add_pd(a0, a1));
+    __m512d v = _mm512_add_pd(a0, a1);
+    _mm256_storeu_pd(p, _mm256_add_pd(_mm512_castpd512_pd256(v), _mm512_extractf64x4_pd(v, 1)));
 }
 
 /* The first t (0 < t < 8) values from p, zero in the other lanes. */
@@ -732,12 +733,11 @@ static inline moment_vec sub_part(moment_vec a, moment_vec b, int64_t t) {
 #else
 static inline void row_load(const double *p, moment_vec *a0, moment_vec *a1) {
     *a0 = _mm256_loadu_pd(p);
-    *a1 = _mm256_loadu_pd(p + 4);
+    *a1 = _mm256_setzero_pd();
 }
 
 static inline void row_store(double *p, moment_vec a0, moment_vec a1) {
-    _mm256_storeu_pd(p, a0);
-    _mm256_storeu_pd(p + 4, a1);
+    _mm256_storeu_pd(p, _mm256_add_pd(a0, a1));
 }
 
 /* The first t (0 < t < 4) values from p, zero in the other lanes. */

@@ -194,15 +194,18 @@ static void train_dx_group(float *dx, const float *dy, const float *x, bn_rows v
 
 /* The portable kernels have no memory-order advantage to gain: their group forms just loop; and
  * no small path: the driver's serial schedule runs small tensors with them. */
-/* Row kernels: lane j takes the values at offsets j, j+8, ... of each channel's run. */
+/* Lanes of a row state. */
+#define ROW_LANES 4
+
+/* Row kernels: lane j takes the values at offsets j, j+4, ... of each channel's run. */
 // x is (c, s)
 static void moments_rows(bn_row_state *st, const float *x, int64_t s, int64_t c,
                          const double *k) {
     for (int64_t j = 0; j < c; j++, x += s) {
         double *ss = st[j].s, *qq = st[j].q, kj = k[j];
         int64_t i = 0;
-        for (; i + BN_LANES <= s; i += BN_LANES)
-            for (int l = 0; l < BN_LANES; l++) {
+        for (; i + ROW_LANES <= s; i += ROW_LANES)
+            for (int l = 0; l < ROW_LANES; l++) {
                 double d = (double)x[i + l] - kj;
                 ss[l] += d;
                 qq[l] += d * d;
@@ -221,8 +224,8 @@ static void grad_sums_rows(bn_row_state *st, const float *dy, const float *x, in
     for (int64_t j = 0; j < c; j++, dy += s, x += s) {
         double *ss = st[j].s, *qq = st[j].q, mu = mean[j];
         int64_t i = 0;
-        for (; i + BN_LANES <= s; i += BN_LANES)
-            for (int l = 0; l < BN_LANES; l++) {
+        for (; i + ROW_LANES <= s; i += ROW_LANES)
+            for (int l = 0; l < ROW_LANES; l++) {
                 ss[l] += (double)dy[i + l];
                 qq[l] += (double)dy[i + l] * ((double)x[i + l] - mu);
             }
