@@ -233,10 +233,12 @@ int32_t bn_forward_train_f32(float *y, double *save_mean, double *save_invstd,
     train_args a = {k, y, save_mean, save_invstd, running_mean, running_var,
                     x, weight, bias, s, m, bn_make_rows(n, c, s), eps, factor, c, NULL, NULL};
     /*
-     * Short rows: the statistics by channel groups, then the normalize pass in memory order,
-     * from the saved statistics (measured: faster than keeping each group in cache between its
-     * two passes, which walks memory in short strided pieces twice). Long rows: channel by
-     * channel, the next channel's statistics fused with this one's normalize pass.
+     * Short rows: the statistics in memory order over blocks of whole rows (bn_run_row_blocks;
+     * by channel groups when y has no room for the pass's state, as in place), then the
+     * normalize pass in memory order, from the saved statistics (measured: faster than keeping
+     * each group in cache between its two passes, which walks memory in short strided pieces
+     * twice; the memory-order statistics 1.2-1.4x faster than the channel groups). Long rows:
+     * channel by channel, the next channel's statistics fused with this one's normalize pass.
      */
     if (save_mean && save_invstd && s >= BN_RUN_MIN_S && s < BN_TWO_PASS_MAX_S) {
         int64_t rows = bn_rows_per_block(n, s), nb = (n + rows - 1) / rows;
