@@ -237,7 +237,8 @@ int32_t bn_forward_train_f32(float *y, double *save_mean, double *save_invstd,
      * by channel groups when y has no room for the pass's state, as in place), then the
      * normalize pass in memory order, from the saved statistics (measured: faster than keeping
      * each group in cache between its two passes, which walks memory in short strided pieces
-     * twice; the memory-order statistics 1.2-1.4x faster than the channel groups). Long rows:
+     * twice; with the memory-order statistics the whole forward is 1.25-1.5x faster than with
+     * the channel groups, 2 threads, (256,512,7,7) and (64,256,14,14)). Long rows:
      * channel by channel, the next channel's statistics fused with this one's normalize pass.
      */
     if (save_mean && save_invstd && s >= BN_RUN_MIN_S && s < BN_TWO_PASS_MAX_S) {
