@@ -4,7 +4,8 @@
  * Every channel is a strided view: N rows of S contiguous floats, row r at base + r*stride
  * (stride = C*S, base = data + ch*S). Its M = N*S values are indexed flat as i = r*S + col.
  *
- * Determinism: each channel's M values are cut into blocks of BN_BLOCK flat indices, a function
+ * Determinism: each channel's M values are cut into blocks of BN_BLOCK flat indices (or, for the
+ * memory-order reductions of short rows, into blocks of whole rows: bn_rows_per_block), a function
  * of the shape alone. Every reduction is computed per block by one kernel call, then the block
  * results are merged strictly in block order. Whichever thread computes a block, and however
  * many threads there are, the same floating-point operations happen in the same order.
@@ -62,6 +63,20 @@ typedef struct {
     double dy;
     double dyx;
 } bn_grad_sums;
+
+/*
+ * One channel's running sums over a block of whole rows, for the reductions that walk memory in
+ * order (row kernels below): 4 double lanes each of s and q; which lane takes which value is a
+ * function of the row length alone. Folded with bn_fold4.
+ */
+typedef struct {
+    double s[4], q[4];
+} bn_row_state;
+
+/* The lanes of a row state's sum in a fixed order. */
+static inline double bn_fold4(const double a[4]) {
+    return (a[0] + a[1]) + (a[2] + a[3]);
+}
 
 /* The row holding flat index i of a channel with rows of s values (no division for row 0: tiny
  * tensors call the kernels once per channel and would spend their time dividing). */
@@ -188,6 +203,15 @@ typedef struct {
     void (*train_dx_group)(float *dx, const float *dy, const float *x, bn_rows v, int64_t g,
                            int64_t start, int64_t len, const struct bn_coeffs *co);
     /*
+     * Row kernels of the memory-order reductions: one row of c consecutive channels (c*s
+     * contiguous values from x, channel j's at x + j*s) added into their states st[0..c).
+     * moments_rows: s += d, q += d*d with d = x - k[j] in double. grad_sums_rows: s += dy,
+     * q += dy*(x - mean[j]) in double.
+     */
+    void (*moments_rows)(bn_row_state *st, const float *x, int64_t s, int64_t c, const double *k);
+    void (*grad_sums_rows)(bn_row_state *st, const float *dy, const float *x, int64_t s,
+                           int64_t c, const double *mean);
+    /*
      * Whole operations on small tensors (bn_small), with the arguments of the API functions
      * (already validated, M >= 1, and M >= 2 for training): per-channel overhead dominates
      * there, so these take several channels at once. NULL when the kernels have no such path:
@@ -251,6 +275,9 @@ typedef struct {
      * one pass; the same results as apply and reduce called apart. */
     bn_partial (*reduce_apply)(const void *args, int64_t ch_reduce, int64_t ch_apply,
                                int64_t start, int64_t len, bn_coeffs co);
+    /* Optional, for bn_run_row_blocks: the partials of rows [r0, r1) (row block b) of every
+     * channel, into out[0..c). */
+    void (*reduce_rows)(const void *args, int64_t b, int64_t r0, int64_t r1, bn_partial *out);
 } bn_op;
 
 /* Runs op over c channels of m values each (rows of s), on a team (bn_team_begin(work)) or on
@@ -273,6 +300,26 @@ typedef struct {
  * the common case), each seen row by row, one contiguous span of that order per thread. */
 #define BN_WINDOW 1024
 BN_HIDDEN void bn_run_rows(const bn_row_op *op, int64_t n, int64_t c, int64_t s, int64_t work);
+
+/*
+ * A reduction pass in memory order, for short rows: the rows are cut into blocks of
+ * rows_per_block (the last may be shorter), a function of the shape alone; op->reduce_rows
+ * turns block b into part[b*c .. b*c + c), each block on one thread (contiguous runs of blocks
+ * per thread), then every channel merges its partials in block order and is finalized. op->apply
+ * is not used. part holds ceil(n / rows_per_block) * c partials.
+ */
+BN_HIDDEN void bn_run_row_blocks(const bn_op *op, int64_t n, int64_t c, int64_t rows_per_block,
+                                 bn_partial *part, int64_t work);
+
+/* Rows per block of bn_run_row_blocks for rows of s values: at most BN_BLOCK values of a
+ * channel per block (the accuracy bound of one-pass moments), and at least 8 blocks when there
+ * are rows enough, to share among threads (measured with 2 threads: 4 or 8 blocks up to 1.1x
+ * faster than 16; 8 leaves work for more threads). */
+static inline int64_t bn_rows_per_block(int64_t n, int64_t s) {
+    int64_t r = BN_BLOCK / s, share = (n + 7) / 8;
+    r = r < share ? r : share;
+    return r < 1 ? 1 : r;
+}
 
 /* The row view of an (N,C,S) tensor, with the streaming-store decision. */
 BN_HIDDEN bn_rows bn_make_rows(int64_t n, int64_t c, int64_t s);

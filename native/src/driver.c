@@ -9,7 +9,8 @@
  *  - split: when channels are too few to share out evenly, the blocks of a group of channels are
  *    shared out instead; partials go to a fixed-size array and are merged in block order by one
  *    thread, then the apply pass uses the same static split so each thread meets its own blocks.
- * And one for elementwise passes (bn_run_rows): memory order, one contiguous span per thread.
+ * And two in memory order, one contiguous span per thread: reductions over blocks of whole rows
+ * (bn_run_row_blocks, for short rows) and elementwise passes (bn_run_rows).
  */
 #include <omp.h>
 #include <stdatomic.h>
@@ -228,6 +229,50 @@ static void run(const bn_op *op, int64_t c, int64_t s, int64_t m, int threads) {
 void bn_run(const bn_op *op, int64_t c, int64_t s, int64_t m, int64_t work) {
     int threads = bn_team_begin(work);
     run(op, c, s, m, threads);
+    bn_team_end(threads);
+}
+
+// the tensor is (N,C,S); part is (nb, C)
+static void row_blocks_reduce(const bn_op *op, int64_t n, int64_t c, int64_t rows, int64_t b,
+                              bn_partial *part) {
+    int64_t r0 = b * rows, r1 = r0 + rows < n ? r0 + rows : n;
+    op->reduce_rows(op->args, b, r0, r1, part + b * c);
+}
+
+// part is (nb, C)
+static void row_blocks_finish(const bn_op *op, int64_t c, int64_t nb, int64_t ch,
+                              const bn_partial *part) {
+    bn_partial acc = zero_partial();
+    for (int64_t b = 0; b < nb; b++)
+        acc = op->merge(acc, part[b * c + ch]);
+    op->finalize(op->args, ch, acc);
+}
+
+/*
+ * The blocks in order of memory, a contiguous run of them per thread (schedule(static)), so each
+ * thread streams one contiguous range of the tensor; then the channels' merges, in block order
+ * whatever thread ran a block.
+ */
+void bn_run_row_blocks(const bn_op *op, int64_t n, int64_t c, int64_t rows, bn_partial *part,
+                       int64_t work) {
+    int64_t nb = (n + rows - 1) / rows;
+    int threads = bn_team_begin(work);
+    if (threads <= 1) {
+        for (int64_t b = 0; b < nb; b++)
+            row_blocks_reduce(op, n, c, rows, b, part);
+        for (int64_t ch = 0; ch < c; ch++)
+            row_blocks_finish(op, c, nb, ch, part);
+    } else {
+#pragma omp parallel num_threads(threads)
+        {
+#pragma omp for schedule(static)
+            for (int64_t b = 0; b < nb; b++)
+                row_blocks_reduce(op, n, c, rows, b, part);
+#pragma omp for schedule(static)
+            for (int64_t ch = 0; ch < c; ch++)
+                row_blocks_finish(op, c, nb, ch, part);
+        }
+    }
     bn_team_end(threads);
 }
 

@@ -703,6 +703,109 @@ static void grad_sums_group(const float *dy, const float *x, bn_rows v, int64_t 
         out[j] = grad_result(&st[j], invstd[j]);
 }
 
+/*
+ * Row kernels: each channel's run of s values goes into two accumulator pairs (even and odd
+ * registers of the run), the last few values through a mask, so a run costs a few vector
+ * operations and no scalar tail. The AVX2 build keeps the pairs as the state's two halves (lanes
+ * 0-3, 4-7); the AVX-512 build keeps the first pair in the state and adds the second to it at the
+ * end of the run.
+ */
+#if BN_AVX512
+static inline void row_load(const double *p, moment_vec *a0, moment_vec *a1) {
+    *a0 = _mm512_zextpd256_pd512(_mm256_loadu_pd(p));
+    *a1 = _mm512_setzero_pd();
+}
+
+static inline void row_store(double *p, moment_vec a0, moment_vec a1) {
+    __m512d v = _mm512_add_pd(a0, a1);
+    _mm256_storeu_pd(p, _mm256_add_pd(_mm512_castpd512_pd256(v), _mm512_extractf64x4_pd(v, 1)));
+}
+
+/* The first t (0 < t < 8) values from p, zero in the other lanes. */
+static inline moment_vec load_part(const float *p, int64_t t) {
+    return _mm512_cvtps_pd(_mm256_maskload_ps(p, mask8(t)));
+}
+
+/* a - b in the first t lanes, zero in the others. */
+static inline moment_vec sub_part(moment_vec a, moment_vec b, int64_t t) {
+    return _mm512_maskz_sub_pd((__mmask8)((1u << t) - 1u), a, b);
+}
+#else
+static inline void row_load(const double *p, moment_vec *a0, moment_vec *a1) {
+    *a0 = _mm256_loadu_pd(p);
+    *a1 = _mm256_setzero_pd();
+}
+
+static inline void row_store(double *p, moment_vec a0, moment_vec a1) {
+    _mm256_storeu_pd(p, _mm256_add_pd(a0, a1));
+}
+
+/* The first t (0 < t < 4) values from p, zero in the other lanes. */
+static inline moment_vec load_part(const float *p, int64_t t) {
+    return _mm256_cvtps_pd(_mm_maskload_ps(p, _mm256_castsi256_si128(mask8(t))));
+}
+
+/* a - b in the first t lanes, zero in the others. */
+static inline moment_vec sub_part(moment_vec a, moment_vec b, int64_t t) {
+    __m256d m = _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(mask8(t))));
+    return _mm256_and_pd(_mm256_sub_pd(a, b), m);
+}
+#endif
+
+// x is (c, s)
+static void moments_rows(bn_row_state *st, const float *x, int64_t s, int64_t c,
+                         const double *k) {
+    for (int64_t j = 0; j < c; j++, x += s) {
+        const moment_vec kv = moment_set1(k[j]);
+        moment_vec s0, s1, q0, q1;
+        row_load(st[j].s, &s0, &s1);
+        row_load(st[j].q, &q0, &q1);
+        int64_t i = 0;
+        for (; i + 2 * MOMENT_LANES <= s; i += 2 * MOMENT_LANES) {
+            MOMENT_ADD(x + i, kv, s0, q0);
+            MOMENT_ADD(x + i + MOMENT_LANES, kv, s1, q1);
+        }
+        if (i + MOMENT_LANES <= s) {
+            MOMENT_ADD(x + i, kv, s0, q0);
+            i += MOMENT_LANES;
+        }
+        if (i < s) {
+            moment_vec d = sub_part(load_part(x + i, s - i), kv, s - i);
+            s1 = moment_add(s1, d);
+            q1 = moment_fmadd(d, d, q1);
+        }
+        row_store(st[j].s, s0, s1);
+        row_store(st[j].q, q0, q1);
+    }
+}
+
+// dy, x are (c, s)
+static void grad_sums_rows(bn_row_state *st, const float *dy, const float *x, int64_t s,
+                           int64_t c, const double *mean) {
+    for (int64_t j = 0; j < c; j++, dy += s, x += s) {
+        const moment_vec mu = moment_set1(mean[j]);
+        moment_vec s0, s1, t0, t1;
+        row_load(st[j].s, &s0, &s1);
+        row_load(st[j].q, &t0, &t1);
+        int64_t i = 0;
+        for (; i + 2 * MOMENT_LANES <= s; i += 2 * MOMENT_LANES) {
+            GRAD_ADD(dy + i, x + i, mu, s0, t0);
+            GRAD_ADD(dy + i + MOMENT_LANES, x + i + MOMENT_LANES, mu, s1, t1);
+        }
+        if (i + MOMENT_LANES <= s) {
+            GRAD_ADD(dy + i, x + i, mu, s0, t0);
+            i += MOMENT_LANES;
+        }
+        if (i < s) {
+            moment_vec g = load_part(dy + i, s - i);
+            s1 = moment_add(s1, g);
+            t1 = moment_fmadd(g, sub_part(load_part(x + i, s - i), mu, s - i), t1);
+        }
+        row_store(st[j].s, s0, s1);
+        row_store(st[j].q, t0, t1);
+    }
+}
+
 /* The float constants of dx = (fnma((x - mh) - ml, k, dy - gm))*a. */
 typedef struct {
     float mh, ml, af, gf, kf;
@@ -1291,6 +1394,8 @@ const bn_kernels BN_KERNELS_TABLE = {
     .normalize_group = normalize_group,
     .grad_sums_group = grad_sums_group,
     .train_dx_group = train_dx_group,
+    .moments_rows = moments_rows,
+    .grad_sums_rows = grad_sums_rows,
     .small_forward_train = small_forward_train,
     .small_forward_eval = small_forward_eval,
     .small_backward_train = small_backward_train,

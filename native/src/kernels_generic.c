@@ -194,6 +194,48 @@ static void train_dx_group(float *dx, const float *dy, const float *x, bn_rows v
 
 /* The portable kernels have no memory-order advantage to gain: their group forms just loop; and
  * no small path: the driver's serial schedule runs small tensors with them. */
+/* Lanes of a row state. */
+#define ROW_LANES 4
+
+/* Row kernels: lane j takes the values at offsets j, j+4, ... of each channel's run. */
+// x is (c, s)
+static void moments_rows(bn_row_state *st, const float *x, int64_t s, int64_t c,
+                         const double *k) {
+    for (int64_t j = 0; j < c; j++, x += s) {
+        double *ss = st[j].s, *qq = st[j].q, kj = k[j];
+        int64_t i = 0;
+        for (; i + ROW_LANES <= s; i += ROW_LANES)
+            for (int l = 0; l < ROW_LANES; l++) {
+                double d = (double)x[i + l] - kj;
+                ss[l] += d;
+                qq[l] += d * d;
+            }
+        for (int l = 0; i + l < s; l++) {
+            double d = (double)x[i + l] - kj;
+            ss[l] += d;
+            qq[l] += d * d;
+        }
+    }
+}
+
+// dy, x are (c, s)
+static void grad_sums_rows(bn_row_state *st, const float *dy, const float *x, int64_t s,
+                           int64_t c, const double *mean) {
+    for (int64_t j = 0; j < c; j++, dy += s, x += s) {
+        double *ss = st[j].s, *qq = st[j].q, mu = mean[j];
+        int64_t i = 0;
+        for (; i + ROW_LANES <= s; i += ROW_LANES)
+            for (int l = 0; l < ROW_LANES; l++) {
+                ss[l] += (double)dy[i + l];
+                qq[l] += (double)dy[i + l] * ((double)x[i + l] - mu);
+            }
+        for (int l = 0; i + l < s; l++) {
+            ss[l] += (double)dy[i + l];
+            qq[l] += (double)dy[i + l] * ((double)x[i + l] - mu);
+        }
+    }
+}
+
 const bn_kernels bn_kernels_generic = {
     .moments = moments,
     .normalize = normalize,
@@ -207,4 +249,6 @@ const bn_kernels bn_kernels_generic = {
     .normalize_group = normalize_group,
     .grad_sums_group = grad_sums_group,
     .train_dx_group = train_dx_group,
+    .moments_rows = moments_rows,
+    .grad_sums_rows = grad_sums_rows,
 };

@@ -18,6 +18,8 @@ typedef struct {
 typedef struct {
     float *y, *ye, *dx, *dxe, *rm, *rv, *dw, *db, *dwe, *dbe;
     double *sm, *si;
+    float *yi, *dxi, *rmi, *rvi; /* in place: y == x, dx == dy */
+    double *smi, *sii;
 } outputs;
 
 static void run_all(outputs *o, const float *x, const float *dy, const float *w, const float *b,
@@ -35,6 +37,16 @@ static void run_all(outputs *o, const float *x, const float *dy, const float *w,
     st |= bn_backward_eval_f32(o->dxe, o->dwe, o->dbe, dy, x, w, o->rm, o->rv, sh.n, c, sh.s,
                                BN_LAYOUT_NCS, 1e-5);
     CHECK(st == BN_OK, "status %d", st);
+    int64_t total = sh.n * c * sh.s;
+    memcpy(o->yi, x, (size_t)total * sizeof(float));
+    memcpy(o->dxi, dy, (size_t)total * sizeof(float));
+    memcpy(o->rmi, o->rm, (size_t)c * sizeof(float));
+    memcpy(o->rvi, o->rv, (size_t)c * sizeof(float));
+    st = bn_forward_train_f32(o->yi, o->smi, o->sii, o->rmi, o->rvi, o->yi, w, b, sh.n, c, sh.s,
+                              BN_LAYOUT_NCS, 1e-5, 0.1);
+    st |= bn_backward_train_f32(o->dxi, NULL, NULL, o->dxi, x, w, o->sm, o->si, sh.n, c, sh.s,
+                                BN_LAYOUT_NCS);
+    CHECK(st == BN_OK, "in-place status %d", st);
 }
 
 static void alloc(outputs *o, int64_t total, int64_t c) {
@@ -43,11 +55,14 @@ static void alloc(outputs *o, int64_t total, int64_t c) {
     o->rm = malloc(cf), o->rv = malloc(cf), o->dw = malloc(cf), o->db = malloc(cf);
     o->dwe = malloc(cf), o->dbe = malloc(cf);
     o->sm = malloc((size_t)c * sizeof(double)), o->si = malloc((size_t)c * sizeof(double));
+    o->yi = malloc(t), o->dxi = malloc(t), o->rmi = malloc(cf), o->rvi = malloc(cf);
+    o->smi = malloc((size_t)c * sizeof(double)), o->sii = malloc((size_t)c * sizeof(double));
 }
 
 static void release(outputs *o) {
     free(o->y), free(o->ye), free(o->dx), free(o->dxe), free(o->rm), free(o->rv), free(o->dw);
     free(o->db), free(o->dwe), free(o->dbe), free(o->sm), free(o->si);
+    free(o->yi), free(o->dxi), free(o->rmi), free(o->rvi), free(o->smi), free(o->sii);
 }
 
 #define SAME(field, bytes) \
@@ -69,6 +84,12 @@ static void compare(const outputs *a, const outputs *b, int64_t total, int64_t c
     SAME(dbe, cf);
     SAME(sm, (size_t)c * sizeof(double));
     SAME(si, (size_t)c * sizeof(double));
+    SAME(yi, t);
+    SAME(dxi, t);
+    SAME(rmi, cf);
+    SAME(rvi, cf);
+    SAME(smi, (size_t)c * sizeof(double));
+    SAME(sii, (size_t)c * sizeof(double));
 }
 
 int main(void) {
@@ -86,6 +107,10 @@ int main(void) {
         {6, 16, 2000},    /* long rows, by channel: the fused statistics + normalize pass */
         {3, 1100, 20},    /* more channels than a memory-order window */
         {2, 600, 100},    /* short rows: the two-pass schedules */
+        {40, 1024, 17},   /* memory-order reductions: C at the window, odd rows */
+        {3, 1000, 33},    /* fewer row blocks than threads */
+        {300, 64, 49},    /* a shorter last row block */
+        {256, 96, 196},
     };
     rng r = {7};
     for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {

@@ -379,6 +379,56 @@ static void test_eps_zero_constant_channel(void) {
     }
 }
 
+/*
+ * A NaN or an infinity gives its channel NaN statistics and leaves the other channels exact, in
+ * every schedule of the short-row training passes (memory-order reductions out of place,
+ * channel groups in place), with one thread and with two.
+ */
+static void test_non_finite(void) {
+    shape sh = {64, 300, 49};
+    int64_t total = sh.n * sh.c * sh.s, c = sh.c;
+    float *x = floats(total), *x0 = floats(total), *y = floats(total), *dy = floats(total),
+          *dx = floats(total);
+    double *sm = malloc((size_t)c * sizeof(double)), *si = malloc((size_t)c * sizeof(double));
+    fill_x(x0, sh, 1);
+    fill(dy, total, -1.0, 1.0);
+    x0[(5 * c + 7) * sh.s + 3] = NAN;            /* channel 7, inside a row block */
+    x0[(16 * c + 8) * sh.s] = INFINITY;          /* channel 8, first value of a row block */
+    x0[(63 * c + 299) * sh.s + 48] = -INFINITY;  /* the last value of the tensor */
+    for (int threads = 1; threads <= 2; threads++)
+        for (int inplace = 0; inplace <= 1; inplace++) {
+            bn_set_num_threads(threads);
+            memcpy(x, x0, (size_t)total * sizeof(float));
+            float *out = inplace ? x : y;
+            int32_t st = bn_forward_train_f32(out, sm, si, NULL, NULL, x, NULL, NULL, sh.n, c,
+                                              sh.s, BN_LAYOUT_NCS, 1e-5, 0.1);
+            st |= bn_backward_train_f32(dx, NULL, NULL, dy, x0, NULL, sm, si, sh.n, c, sh.s,
+                                        BN_LAYOUT_NCS);
+            CHECK(st == BN_OK, "non-finite status %d", st);
+            for (int64_t ch = 0; ch < c; ch++) {
+                int bad = ch == 7 || ch == 8 || ch == 299;
+                long double mean, var;
+                ref_stats(x0, sh, ch, &mean, &var);
+                if (bad) {
+                    CHECK(isnan(sm[ch]) || isnan(si[ch]),
+                          "non-finite ch %lld threads %d in place %d: mean %g invstd %g",
+                          (long long)ch, threads, inplace, sm[ch], si[ch]);
+                    CHECK(isnan(dx[ch * sh.s + 1]), "non-finite ch %lld: dx must be NaN",
+                          (long long)ch);
+                } else {
+                    long double invstd = 1.0L / sqrtl(var + 1e-5L);
+                    CHECK(near(sm[ch], mean, 1e-13L * (fabsl(mean) + sqrtl(var))) &&
+                              near(si[ch], invstd, 4 * U_F32 * invstd +
+                                                       1e-13L * fabsl(mean) * invstd * invstd),
+                          "non-finite, clean ch %lld threads %d in place %d: %.17g %.17g",
+                          (long long)ch, threads, inplace, sm[ch], si[ch]);
+                }
+            }
+        }
+    bn_set_num_threads(2);
+    free(x), free(x0), free(y), free(dy), free(dx), free(sm), free(si);
+}
+
 static void run_shape(shape sh) {
     static const double factors[] = {0.1, 0.0, 1.0, 0.37, 1.0 / 3.0};
     static const double epss[] = {1e-5, 1e-3, 0.5, 0.0};
@@ -409,6 +459,7 @@ int main(void) {
         {3000, 7, 1},  {5000, 2, 1},                 /* rows of one value, many of them */
         {8, 40, 100},  {3, 12, 2500},                /* two-pass and fused training schedules */
         {2, 1100, 17},                               /* more channels than a memory-order window */
+        {37, 1024, 19}, {1, 300, 250}, {300, 64, 49}, /* memory-order reductions: row blocks */
     };
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         run_shape(fixed[i]);
@@ -431,6 +482,7 @@ int main(void) {
     test_backward_train(wide, 1, 15u, 0);
     test_backward_train(wide, 0, 15u, 1);
     test_eps_zero_constant_channel();
+    test_non_finite();
     printf("worst err/tol ratio: %.3g\n", g_worst);
     return finish("test_reference");
 }
