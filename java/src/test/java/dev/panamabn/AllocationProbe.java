@@ -12,7 +12,7 @@ import java.util.SplittableRandom;
  */
 final class AllocationProbe {
 
-    private static final int ROUNDS = 60;
+    private static final int ROUNDS = 200;
     private static final int CALLS = 20_000;
     private static final Shape SHAPE = Shape.of(2, 4, 3, 3);
 
