@@ -154,8 +154,8 @@ int32_t bn_backward_train_f32(float *dx, float *dweight, float *dbias,
      * Two passes in memory order: the sums over blocks of whole rows (bn_run_row_blocks), then
      * dx. Measured faster than every per-channel schedule, for short rows (1.25-1.8x against
      * channel groups, whose two passes walk memory in short strided pieces) and for long rows
-     * too (1.1-1.4x against sums-then-dx per channel on (32,64,56,56), (8,32,112,112) and
-     * (128,16,32,32), 2 threads). When dx has no room for the sums pass's state (in place),
+     * too (1.0-1.55x against sums-then-dx per channel on (32,64,56,56), (8,32,112,112) and
+     * (128,16,32,32), 2 threads, noisy). When dx has no room for the sums pass's state (in place),
      * short rows take their sums by channel groups, long rows the per-channel schedule.
      */
     if (dx && s >= BN_TWO_PASS_MIN_S && c <= BN_TWO_PASS_MAX_C) {

@@ -239,8 +239,8 @@ int32_t bn_forward_train_f32(float *y, double *save_mean, double *save_invstd,
      * (bn_run_row_blocks), then the normalize pass from the saved statistics. Measured faster
      * than every per-channel schedule for rows below BN_FUSED_MIN_S values: 1.25-1.5x against
      * channel groups on short rows (their two passes walk memory in short strided pieces), and
-     * 1.1-1.25x against the fused per-channel pass on (32,64,56,56) and (128,16,32,32), 2
-     * threads; on rows of 12544 values the fused pass was 1.1x faster. When y has no room for
+     * 1.0-1.35x against the fused per-channel pass on (32,64,56,56) and (128,16,32,32), 2
+     * threads (noisy); on rows of 12544 values the fused pass was 1.1x faster. When y has no room for
      * the statistics pass's state (in place), short rows take their statistics by channel
      * groups, and long rows the fused pass, the best of what remains.
      */
