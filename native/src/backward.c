@@ -4,10 +4,8 @@
 #include "batchnorm.h"
 #include "bn_internal.h"
 
-/* The training backward's two-pass schedule: rows of at least MIN_S values (in place: also
- * below MAX_S), at most MAX_C channels (their dx constants live on the stack). */
-#define BN_TWO_PASS_MIN_S 16
-#define BN_TWO_PASS_MAX_S 1024
+/* The training backward's two-pass schedule takes at most this many channels: their dx
+ * constants live on the stack. */
 #define BN_TWO_PASS_MAX_C 1024
 
 typedef struct {
@@ -111,21 +109,6 @@ static void zero_channels(float *p, int64_t c) {
             p[ch] = 0.0f;
 }
 
-/*
- * Room for the memory-order sums pass (nb*c states, then partials), in the output dx: the dx
- * pass overwrites all of dx afterwards, so the pass needs no allocation and no stack (C up to
- * BN_TWO_PASS_MAX_C channels times 16 blocks of states would not fit on a Java thread's stack).
- * NULL, and the channel-group pass instead, when dx is dy (in place) or too small; a function of
- * the shape and of dx == dy alone, never of the thread count.
- */
-static bn_row_state *scratch_in(float *dx, const float *dy, int64_t total, int64_t parts) {
-    int64_t bytes = parts * (int64_t)(sizeof(bn_row_state) + sizeof(bn_partial));
-    if (dx == dy || bytes + 64 > total * (int64_t)sizeof(float))
-        return NULL;
-    /* states first, on a cache line boundary: two lines each */
-    return (bn_row_state *)(((uintptr_t)dx + 63) & ~(uintptr_t)63);
-}
-
 int32_t bn_backward_train_f32(float *dx, float *dweight, float *dbias,
                               const float *dy, const float *x, const float *weight,
                               const double *save_mean, const double *save_invstd,
@@ -158,11 +141,11 @@ int32_t bn_backward_train_f32(float *dx, float *dweight, float *dbias,
      * (128,16,32,32), 2 threads, noisy). When dx has no room for the sums pass's state (in place),
      * short rows take their sums by channel groups, long rows the per-channel schedule.
      */
-    if (dx && s >= BN_TWO_PASS_MIN_S && c <= BN_TWO_PASS_MAX_C) {
+    if (dx && s >= BN_RUN_MIN_S && c <= BN_TWO_PASS_MAX_C) {
         bn_coeffs coeffs[BN_TWO_PASS_MAX_C]; /* 32 KiB of stack */
         a.dx_coeffs = coeffs;
         int64_t per = bn_rows_per_block(n, s), nb = (n + per - 1) / per;
-        a.states = scratch_in(dx, dy, n * c * s, nb * c);
+        a.states = bn_row_scratch(dx, dy, n * c * s, nb * c, (int64_t)sizeof(bn_partial));
         if (a.states) {
             bn_op sums = {&a, NULL, bn_merge_sums, train_finalize_keep, NULL, NULL, NULL, NULL,
                           train_reduce_rows};

@@ -321,6 +321,23 @@ static inline int64_t bn_rows_per_block(int64_t n, int64_t s) {
     return r < 1 ? 1 : r;
 }
 
+/*
+ * Room for bn_run_row_blocks's per-block state in an output buffer of `total` floats, which the
+ * pass after the reduction overwrites anyway: no allocation, and no stack (C up to BN_WINDOW
+ * channels times 8 blocks of states would not fit on a Java thread's stack). `parts` states of
+ * sizeof(bn_row_state) + extra bytes each, the states first on a cache-line boundary. NULL when
+ * out is in (in place) or too small: a function of the shape and of out == in alone, never of the
+ * thread count.
+ */
+BN_HIDDEN bn_row_state *bn_row_scratch(float *out, const float *in, int64_t total, int64_t parts,
+                                       int64_t extra);
+
+/* Memory-order passes need rows of at least BN_RUN_MIN_S values (shorter runs do not pay for
+ * their setup). In place, where bn_row_scratch has no room, training passes over rows shorter
+ * than BN_TWO_PASS_MAX_S still take two passes, their reduction by channel groups. */
+#define BN_RUN_MIN_S 16
+#define BN_TWO_PASS_MAX_S 1024
+
 /* The row view of an (N,C,S) tensor, with the streaming-store decision. */
 BN_HIDDEN bn_rows bn_make_rows(int64_t n, int64_t c, int64_t s);
 

@@ -15,6 +15,7 @@
 #include <omp.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "bn_internal.h"
 
@@ -274,6 +275,14 @@ void bn_run_row_blocks(const bn_op *op, int64_t n, int64_t c, int64_t rows, bn_p
         }
     }
     bn_team_end(threads);
+}
+
+bn_row_state *bn_row_scratch(float *out, const float *in, int64_t total, int64_t parts,
+                             int64_t extra) {
+    int64_t bytes = parts * ((int64_t)sizeof(bn_row_state) + extra);
+    if (out == in || bytes + 64 > total * (int64_t)sizeof(float))
+        return NULL;
+    return (bn_row_state *)(((uintptr_t)out + 63) & ~(uintptr_t)63);
 }
 
 /*

@@ -145,8 +145,6 @@ static void train_apply_group(const void *p, int64_t ch, int64_t g, int64_t star
  * channel-group schedule. Training rows of BN_FUSED_MIN_S values and more take the fused
  * per-channel pass; in place, so do rows of BN_TWO_PASS_MAX_S and more.
  */
-#define BN_RUN_MIN_S 16
-#define BN_TWO_PASS_MAX_S 1024
 #define BN_FUSED_MIN_S 8192
 
 typedef struct {
@@ -181,23 +179,6 @@ static void normalize_memory_order(const bn_kernels *k, float *y, const float *x
     norm_pass pass = {k, y, x, s, stream, coeffs, args};
     bn_row_op op = {&pass, norm_consts_of, norm_run, stream};
     bn_run_rows(&op, n, c, s, work);
-}
-
-/*
- * Room for the memory-order statistics pass (nb*c states, partials and origins), in the output
- * y: the normalize pass overwrites all of y afterwards, so the pass needs no allocation and no
- * stack (C up to BN_WINDOW channels times 16 blocks of states would not fit on a Java thread's
- * stack). NULL, and the channel-group pass instead, when y is x (in place), when C is above
- * BN_WINDOW (the states of a block should stay in L2) or when y is too small; a function of
- * the shape and of y == x alone, never of the thread count.
- */
-static bn_row_state *scratch_in(float *y, const float *x, int64_t total, int64_t parts,
-                                int64_t c) {
-    int64_t bytes = parts * (int64_t)(sizeof(bn_row_state) + sizeof(bn_partial) + sizeof(double));
-    if (y == x || c > BN_WINDOW || bytes + 64 > total * (int64_t)sizeof(float))
-        return NULL;
-    /* states first, on a cache line boundary: two lines each */
-    return (bn_row_state *)(((uintptr_t)y + 63) & ~(uintptr_t)63);
 }
 
 int32_t bn_forward_train_f32(float *y, double *save_mean, double *save_invstd,
@@ -246,7 +227,11 @@ int32_t bn_forward_train_f32(float *y, double *save_mean, double *save_invstd,
      */
     if (save_mean && save_invstd && s >= BN_RUN_MIN_S && s < BN_FUSED_MIN_S) {
         int64_t rows = bn_rows_per_block(n, s), nb = (n + rows - 1) / rows;
-        bn_row_state *states = scratch_in(y, x, n * c * s, nb * c, c);
+        /* the states of a block should stay in L2: at most a window of channels */
+        bn_row_state *states =
+            c > BN_WINDOW ? NULL
+                          : bn_row_scratch(y, x, n * c * s, nb * c,
+                                           (int64_t)(sizeof(bn_partial) + sizeof(double)));
         if (states) {
             bn_partial *part = (bn_partial *)(states + nb * c);
             a.states = states;
