@@ -145,7 +145,7 @@ static void train_apply_group(const void *p, int64_t ch, int64_t g, int64_t star
  * channel-group schedule. Training rows of BN_FUSED_MIN_S values and more take the fused
  * per-channel pass; in place, so do rows of BN_TWO_PASS_MAX_S and more.
  */
-#define BN_FUSED_MIN_S 2048
+#define BN_FUSED_MIN_S 8192
 
 typedef struct {
     const bn_kernels *k;
@@ -220,11 +220,10 @@ int32_t bn_forward_train_f32(float *y, double *save_mean, double *save_invstd,
      * (bn_run_row_blocks), then the normalize pass from the saved statistics. Measured faster
      * than every per-channel schedule for rows below BN_FUSED_MIN_S values: 1.25-1.5x against
      * channel groups on short rows (their two passes walk memory in short strided pieces), and
-     * 1.0-1.1x against the fused per-channel pass on rows of 1024 and 1536 values. From 2048
-     * values up the fused pass, which reads x from memory once, is 1.25x faster: (32,64,56,56),
-     * (64,32,2048), (16,64,6272), 2 threads, two A/B runs in one process each. When y has no
-     * room for the statistics pass's state (in place), short rows take their statistics by
-     * channel groups, and long rows the fused pass, the best of what remains.
+     * 1.0-1.35x against the fused per-channel pass on (32,64,56,56) and (128,16,32,32), 2
+     * threads (noisy); on rows of 12544 values the fused pass was 1.1x faster. When y has no room for
+     * the statistics pass's state (in place), short rows take their statistics by channel
+     * groups, and long rows the fused pass, the best of what remains.
      */
     if (save_mean && save_invstd && s >= BN_RUN_MIN_S && s < BN_FUSED_MIN_S) {
         int64_t rows = bn_rows_per_block(n, s), nb = (n + rows - 1) / rows;

@@ -80,11 +80,14 @@ static inline int64_t head(const float *q, int64_t seg, int stream) {
 
 /*
  * Software prefetch running BN_PREFETCH values ahead along a channel's flat index, across row
- * ends: a channel's next row is C*S values away, where the hardware prefetchers do not follow
- * (without the cursor the fused pass on rows of 3136 values took 1.5x as long).
+ * ends: a channel's next row is C*S values away, where the hardware prefetchers do not follow.
  * The cursor advances with the loop, 16 values (one cache line) per step.
  */
 #define BN_PREFETCH 2048
+/* Rows at least this long are left to the hardware prefetchers in the fused pass of
+ * normalize_moments, where the output stream keeps the core busy while the next channel's lines
+ * arrive: there the cursor's bookkeeping costs more than it gains (measured). */
+#define BN_PREFETCH_MAX_S 1024
 
 typedef struct {
     int64_t f, row, col;
@@ -549,7 +552,7 @@ static bn_moments normalize_moments(float *y, const float *x, bn_rows v, int64_t
     double k = block_origin(xn, v, start, shift);
     moment_state st;
     moment_init(&st);
-    pf_cursor pf = pf_start(v, start);
+    pf_cursor pf = pf_start(v, v.s >= BN_PREFETCH_MAX_S ? v.m : start);
     FOR_EACH_SEGMENT(v, start, len, off, seg)
         fused_seg(&st, xn + off, y + off, x + off, seg, k, f, v.stream, &pf, v, xn);
     if (v.stream)
