@@ -10,15 +10,17 @@
  *   forward_eval   y from the running statistics
  *   backward       training backward from the saved statistics: dx, dweight, dbias
  *   copy           y = x: the bytes forward_eval must move at least, the per-shape roofline
+ *   read           the sum of x, nothing written: the traffic of a statistics pass alone
  *
  * The copy runs in forward_eval's rounds (alone with --ops copy and no forward_eval), so that it
  * sees the same buffers, cache state and machine load. It is timed with two store kinds, and the
  * faster counts: regular stores (y passes through the caches, which wins while the buffers fit
  * in them) and non-temporal stores (y bypasses the caches and is not read for ownership, which
- * wins once they don't).
+ * wins once they don't). The read runs in the same rounds: a training forward that takes two
+ * passes over x costs at least a read plus a copy.
  *
  * Rows go to stdout as CSV `shape,layout,op,impl,threads,median_ns` (impl panama-batchnorm-c,
- * plain-c, or stream-copy for the copy); lines starting with '#' are comments.
+ * plain-c, stream-copy for the copy, stream-read for the read); lines starting with '#' are comments.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -63,6 +65,7 @@ typedef struct {
     float *x, *y, *dy, *dx, *w, *b, *rm, *rv, *dw, *db;
     double *sm, *si;
     int threads;
+    volatile float sum; /* the read's result, kept so the compiler keeps the reads */
 } bench_case;
 
 static int64_t now_ns(void) {
@@ -247,6 +250,56 @@ static void copy_stream(bench_case *k) {
     copy_tensor(k, __builtin_cpu_supports("avx2") ? copy_stream_avx2 : copy_stream_sse);
 }
 
+/* ---- the read: the sum of x in 8-float lanes, split over the threads like the copy ---- */
+
+// x is (count): vectors [first, last)
+__attribute__((target("avx2"))) static float read_avx2(const float *x, int64_t first,
+                                                       int64_t last) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    int64_t i = first;
+    for (; i + 2 <= last; i += 2) {
+        a0 = _mm256_add_ps(a0, _mm256_load_ps(x + 8 * i));
+        a1 = _mm256_add_ps(a1, _mm256_load_ps(x + 8 * i + 8));
+    }
+    if (i < last)
+        a0 = _mm256_add_ps(a0, _mm256_load_ps(x + 8 * i));
+    float lanes[8];
+    _mm256_storeu_ps(lanes, _mm256_add_ps(a0, a1));
+    return lanes[0] + lanes[1] + lanes[2] + lanes[3] + lanes[4] + lanes[5] + lanes[6] + lanes[7];
+}
+
+// x is (count): vectors [first, last)
+static float read_sse(const float *x, int64_t first, int64_t last) {
+    __m128 a0 = _mm_setzero_ps(), a1 = a0;
+    for (int64_t i = first; i < last; i++) {
+        a0 = _mm_add_ps(a0, _mm_load_ps(x + 8 * i));
+        a1 = _mm_add_ps(a1, _mm_load_ps(x + 8 * i + 4));
+    }
+    float lanes[4];
+    _mm_storeu_ps(lanes, _mm_add_ps(a0, a1));
+    return lanes[0] + lanes[1] + lanes[2] + lanes[3];
+}
+
+// x is (N,C,S)
+static void read_tensor(bench_case *k) {
+    float (*range)(const float *, int64_t, int64_t) =
+        __builtin_cpu_supports("avx2") ? read_avx2 : read_sse;
+    const int64_t total = k->sh.n * k->sh.c * k->sh.s, vectors = total / 8;
+    float sum = 0.0f;
+    if (total < PARALLEL_MIN_ELEMENTS) {
+        sum = range(k->x, 0, vectors);
+    } else {
+#pragma omp parallel num_threads(k->threads) reduction(+ : sum)
+        {
+            const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+            sum += range(k->x, vectors * t / nt, vectors * (t + 1) / nt);
+        }
+    }
+    for (int64_t i = 8 * vectors; i < total; i++)
+        sum += k->x[i];
+    k->sum = sum;
+}
+
 typedef void (*kernel)(bench_case *);
 static const kernel ours[] = {ours_forward_train, ours_forward_eval, ours_backward};
 static const kernel plain[] = {plain_forward_train, plain_forward_eval, plain_backward};
@@ -421,7 +474,7 @@ int main(int argc, char **argv) {
             for (int t = 0; t < num_threads; t++) {
                 k.threads = threads[t];
                 bn_set_num_threads(threads[t]);
-                timed group[4];
+                timed group[5];
                 int count = 0;
                 if (o != OP_COPY) {
                     group[count++] = (timed){.f = ours[o], .name = "panama-batchnorm-c"};
@@ -430,13 +483,14 @@ int main(int argc, char **argv) {
                 if (with_copy) {
                     group[count++] = (timed){.f = copy_store, .name = "regular stores"};
                     group[count++] = (timed){.f = copy_stream, .name = "non-temporal stores"};
+                    group[count++] = (timed){.f = read_tensor, .name = "read"};
                 }
                 for (int g = 0; g < count; g++)
                     group[g].reps = calibrate(group[g].f, &k, warmup, min_round_ns);
                 for (int r = 0; r < rounds; r++)
                     for (int g = 0; g < count; g++)
                         group[g].t[r] = round_ns(group[g].f, &k, group[g].reps);
-                double med[4];
+                double med[5];
                 printf("# %s %s threads %d: min ns", k.sh.text, op_names[o], threads[t]);
                 for (int g = 0; g < count; g++) {
                     med[g] = median(group[g].t, rounds); // sorts: t[0] is the minimum
@@ -447,12 +501,14 @@ int main(int argc, char **argv) {
                     printf("%s,nchw,%s,%s,%d,%.0f\n", k.sh.text, op_names[o], group[g].name,
                            threads[t], med[g]);
                 if (with_copy) {
-                    const int won = med[count - 1] < med[count - 2] ? count - 1 : count - 2;
+                    const int regular = count - 3, streaming = count - 2, read = count - 1;
+                    const int won = med[streaming] < med[regular] ? streaming : regular;
                     printf("# %s copy threads %d: median ns %.0f (%s) %.0f (%s): %s %s won\n",
-                           k.sh.text, threads[t], med[count - 2], group[count - 2].name,
-                           med[count - 1], group[count - 1].name, avx2 ? "AVX2" : "SSE",
+                           k.sh.text, threads[t], med[regular], group[regular].name,
+                           med[streaming], group[streaming].name, avx2 ? "AVX2" : "SSE",
                            group[won].name);
                     printf("%s,nchw,copy,stream-copy,%d,%.0f\n", k.sh.text, threads[t], med[won]);
+                    printf("%s,nchw,read,stream-read,%d,%.0f\n", k.sh.text, threads[t], med[read]);
                 }
                 fflush(stdout);
             }
