@@ -1,0 +1,186 @@
+/*
+ * Two builds of libbatchnorm side by side in one process: the way to tell whether a kernel
+ * change is faster on a shared, noisy machine. Both libraries are loaded (dlopen, RTLD_LOCAL),
+ * and for every shape and op their rounds alternate, the order swapping every round, so that
+ * load drifts hit both alike. Each round is one untimed call, then enough calls to last about
+ * 20 ms; the medians over rounds are compared.
+ *
+ * The order of loading matters: on identical code, the library loaded second measured 3-9%
+ * faster on this machine. scripts/lib_ab.sh therefore runs this twice, once in each order, and
+ * reports the geometric mean of the two ratios; use it rather than this program alone.
+ *
+ *   native_lib_ab FIRST.so SECOND.so [--threads T] [--rounds R] [SHAPE...]
+ *
+ * Rows go to stdout as `shape,op,first_ns,second_ns,second/first` (medians); lines starting with
+ * '#' are comments. Ops: forward_train, forward_eval, backward (from the saved statistics).
+ */
+#define _GNU_SOURCE
+
+#include <dlfcn.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench_common.h"
+
+#define MAX_ROUNDS 101
+#define ROUND_NS 20000000
+
+typedef int32_t (*train_fn)(float *, double *, double *, float *, float *, const float *,
+                            const float *, const float *, int64_t, int64_t, int64_t, int32_t,
+                            double, double);
+typedef int32_t (*eval_fn)(float *, const float *, const float *, const float *, const float *,
+                           const float *, int64_t, int64_t, int64_t, int32_t, double);
+typedef int32_t (*backward_fn)(float *, float *, float *, const float *, const float *,
+                               const float *, const double *, const double *, int64_t, int64_t,
+                               int64_t, int32_t);
+typedef int32_t (*threads_fn)(int32_t);
+
+/* One build's entry points. */
+typedef struct {
+    train_fn train;
+    eval_fn eval;
+    backward_fn backward;
+} library;
+
+/* One shape's buffers, shared by both libraries: x, y, dy, dx are (N,C,S), the rest (C). */
+typedef struct {
+    int64_t n, c, s;
+    float *x, *y, *dy, *dx, *w, *b, *rm, *rv, *dw, *db;
+    double *sm, *si;
+} tensors;
+
+enum { OP_TRAIN, OP_EVAL, OP_BACKWARD, NUM_OPS };
+static const char *op_names[NUM_OPS] = {"forward_train", "forward_eval", "backward"};
+
+static int load(library *lib, const char *path, int threads) {
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        fprintf(stderr, "native_lib_ab: %s\n", dlerror());
+        return -1;
+    }
+    lib->train = (train_fn)dlsym(h, "bn_forward_train_f32");
+    lib->eval = (eval_fn)dlsym(h, "bn_forward_eval_f32");
+    lib->backward = (backward_fn)dlsym(h, "bn_backward_train_f32");
+    threads_fn set_threads = (threads_fn)dlsym(h, "bn_set_num_threads");
+    if (!lib->train || !lib->eval || !lib->backward || !set_threads) {
+        fprintf(stderr, "native_lib_ab: %s lacks the libbatchnorm entry points\n", path);
+        return -1;
+    }
+    set_threads(threads);
+    return 0;
+}
+
+static void call(const library *lib, int op, tensors *t) {
+    if (op == OP_TRAIN)
+        lib->train(t->y, t->sm, t->si, t->rm, t->rv, t->x, t->w, t->b, t->n, t->c, t->s, 0, 1e-5,
+                   0.1);
+    else if (op == OP_EVAL)
+        lib->eval(t->y, t->x, t->w, t->b, t->rm, t->rv, t->n, t->c, t->s, 0, 1e-5);
+    else
+        lib->backward(t->dx, t->dw, t->db, t->dy, t->x, t->w, t->sm, t->si, t->n, t->c, t->s, 0);
+}
+
+/* Mean ns per call over `reps` calls, after one untimed call. */
+static double round_ns(const library *lib, int op, tensors *t, int64_t reps) {
+    call(lib, op, t);
+    int64_t t0 = bench_now_ns();
+    for (int64_t i = 0; i < reps; i++)
+        call(lib, op, t);
+    return (double)(bench_now_ns() - t0) / (double)reps;
+}
+
+static float *floats(int64_t count) {
+    return aligned_alloc(64, (size_t)((count * 4 + 63) / 64 * 64));
+}
+
+static int alloc_tensors(tensors *t, const bench_shape *sh) {
+    int64_t total = sh->n * sh->c * sh->s, c = sh->c;
+    *t = (tensors){sh->n, c, sh->s, floats(total), floats(total), floats(total), floats(total),
+                   floats(c), floats(c), floats(c), floats(c), floats(c), floats(c),
+                   malloc((size_t)c * sizeof(double)), malloc((size_t)c * sizeof(double))};
+    if (!t->x || !t->y || !t->dy || !t->dx || !t->w || !t->b || !t->rm || !t->rv || !t->dw ||
+        !t->db || !t->sm || !t->si)
+        return -1;
+    uint64_t state = 12345;
+    for (int64_t i = 0; i < total; i++) {
+        state = state * 6364136223846793005ull + 1442695040888963407ull;
+        float u = (float)(state >> 40) * (1.0f / 16777216.0f);
+        t->x[i] = 4.0f * u - 2.0f, t->dy[i] = u - 0.5f, t->y[i] = t->dx[i] = 0.0f;
+    }
+    for (int64_t ch = 0; ch < c; ch++)
+        t->w[ch] = 1.5f, t->b[ch] = 0.25f, t->rm[ch] = 0.0f, t->rv[ch] = 1.0f;
+    return 0;
+}
+
+static void free_tensors(tensors *t) {
+    free(t->x), free(t->y), free(t->dy), free(t->dx), free(t->w), free(t->b), free(t->rm);
+    free(t->rv), free(t->dw), free(t->db), free(t->sm), free(t->si);
+}
+
+static double median(double *v, int count) {
+    qsort(v, (size_t)count, sizeof v[0], bench_cmp_double);
+    return v[count / 2];
+}
+
+int main(int argc, char **argv) {
+    static const char *usage =
+        "usage: native_lib_ab FIRST.so SECOND.so [--threads T] [--rounds 1..101] [SHAPE...]\n";
+    if (argc < 3) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    int threads = 2, rounds = 25, first_shape = argc;
+    for (int i = 3; i < argc; i++) {
+        if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
+            threads = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc) {
+            rounds = atoi(argv[++i]);
+        } else {
+            first_shape = i;
+            break;
+        }
+    }
+    if (threads < 1 || rounds < 1 || rounds > MAX_ROUNDS) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    library libs[2];
+    if (load(&libs[0], argv[1], threads) || load(&libs[1], argv[2], threads))
+        return 1;
+    static const char *defaults[] = {"32x64x56x56", "256x512x7x7", "64x256x14x14"};
+    int count = first_shape < argc ? argc - first_shape : 3;
+    printf("# first %s, second %s, %d threads, medians of %d rounds\n", argv[1], argv[2], threads,
+           rounds);
+    printf("shape,op,first_ns,second_ns,second/first\n");
+    for (int k = 0; k < count; k++) {
+        const char *text = first_shape < argc ? argv[first_shape + k] : defaults[k];
+        bench_shape sh;
+        tensors t;
+        if (bench_parse_shape(&sh, text)) {
+            fprintf(stderr, "native_lib_ab: bad shape '%s'\n%s", text, usage);
+            return 2;
+        }
+        if (alloc_tensors(&t, &sh)) {
+            fprintf(stderr, "native_lib_ab: cannot allocate buffers for %s\n", text);
+            return 1;
+        }
+        call(&libs[0], OP_TRAIN, &t); /* saved statistics for the backward */
+        for (int op = 0; op < NUM_OPS; op++) {
+            double ns[2][MAX_ROUNDS];
+            int64_t one = (int64_t)round_ns(&libs[0], op, &t, 1) + 1;
+            int64_t reps = ROUND_NS / one + 1;
+            for (int r = 0; r < rounds; r++)
+                for (int j = 0; j < 2; j++) {
+                    int which = (r % 2) ? 1 - j : j; /* the order swaps every round */
+                    ns[which][r] = round_ns(&libs[which], op, &t, reps);
+                }
+            double first = median(ns[0], rounds), second = median(ns[1], rounds);
+            printf("%s,%s,%.0f,%.0f,%.3f\n", text, op_names[op], first, second, second / first);
+            fflush(stdout);
+        }
+        free_tensors(&t);
+    }
+    return 0;
+}

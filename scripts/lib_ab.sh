@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Is build B faster than build A? Runs native_lib_ab (bench/lib_ab.c) twice in one go, A loaded
+# first and then B loaded first, because on identical code the library loaded second measured
+# 3-9% faster here; prints per shape and op the geometric mean of the two B/A time ratios
+# (below 1: B is faster) and each order's own ratio. Build the tool with
+#   cmake --build target/native --target native_lib_ab     (after a Maven build)
+#
+# usage: scripts/lib_ab.sh A.so B.so [--threads T] [--rounds R] [SHAPE...]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+tool=$root/target/native/bench/native_lib_ab
+if [[ $# -lt 2 ]]; then
+    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2
+    exit 2
+fi
+if [[ ! -x $tool ]]; then
+    echo "lib_ab.sh: $tool is missing; build it with: cmake --build target/native --target native_lib_ab" >&2
+    exit 2
+fi
+a=$1 b=$2
+shift 2
+ab=$("$tool" "$a" "$b" "$@")
+ba=$("$tool" "$b" "$a" "$@")
+echo "# A $a, B $b; B/A time, geometric mean of both load orders (A first, B first)"
+echo "shape,op,b_over_a,a_first,b_first"
+# rows shape,op,first_ns,second_ns,second/first: B/A is second/first in the first run and
+# first/second in the other
+join -t, <(grep -v '^#' <<<"$ab" | tail -n +2 | awk -F, '{print $1"/"$2","$5}' | sort) \
+         <(grep -v '^#' <<<"$ba" | tail -n +2 | awk -F, '{print $1"/"$2","1/$5}' | sort) |
+    awk -F, '{split($1, k, "/"); printf "%s,%s,%.3f,%.3f,%.3f\n", k[1], k[2], sqrt($2 * $3), $2, $3}'
