@@ -48,8 +48,7 @@ static void train_reduce_rows(const void *p, int64_t b, int64_t r0, int64_t r1,
     int64_t c = a->c, s = a->s;
     bn_row_state *st = a->states + b * c;
     for (int64_t ch = 0; ch < c; ch++)
-        for (int i = 0; i < 4; i++)
-            st[ch].s[i] = st[ch].q[i] = 0.0;
+        st[ch] = (bn_row_state){{0.0}, {0.0}};
     for (int64_t r = r0; r < r1; r++)
         a->k->grad_sums_rows(st, a->dy + r * c * s, a->x + r * c * s, s, c, a->save_mean);
     for (int64_t ch = 0; ch < c; ch++) {

@@ -70,8 +70,7 @@ static void train_reduce_rows(const void *p, int64_t b, int64_t r0, int64_t r1,
     for (int64_t ch = 0; ch < c; ch++) {
         float first = a->x[(r0 * c + ch) * s];
         k[ch] = isfinite(first) ? (double)first : channel_shift(a->x + ch * s);
-        for (int i = 0; i < 4; i++)
-            st[ch].s[i] = st[ch].q[i] = 0.0;
+        st[ch] = (bn_row_state){{0.0}, {0.0}};
     }
     for (int64_t r = r0; r < r1; r++)
         a->k->moments_rows(st, a->x + r * c * s, s, c, k);
