@@ -20,7 +20,8 @@
  * passes over x costs at least a read plus a copy.
  *
  * Rows go to stdout as CSV `shape,layout,op,impl,threads,median_ns` (impl panama-batchnorm-c,
- * plain-c, stream-copy for the copy, stream-read for the read); lines starting with '#' are comments.
+ * plain-c, stream-copy for the copy, stream-read for the read); lines starting with '#' are
+ * comments.
  */
 #define _POSIX_C_SOURCE 200809L
 
