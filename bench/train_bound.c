@@ -12,19 +12,19 @@
  *                      (so it also covers short rows, where a channel's walk jumps through memory)
  * Two schedules keep the dependency and still read x from memory once, channel by channel, each
  * thread a range of channels; the re-read comes from the core's cache (a channel of the default
- * shapes is 50-400 KB, the L2 is 1 MiB):
+ * shapes is 50-524 KB, the L2 is 1 MiB):
  *   fused-pipelined    statistics of channel ch in lockstep with the normalize of channel ch-1
  *   fused-sequential   statistics of channel ch, then its normalize
- * They are the simplest form of the library's fused per-channel pass (normalize_moments), with
- * made-up constants and no fallbacks: what such a schedule costs at best.
+ * They are the library's fused per-channel pass (normalize_moments) in its simplest form: no
+ * weight, bias or running statistics, no fallbacks, no prefetching.
  *
  * Rows go to stdout as `shape,threads,impl,median_ns` and a ratio to libbatchnorm's eval.
  *
  *   target/native/bench/native_train_bound [--threads T] [--rounds R] [SHAPE...]  (default:
  *   32x64x56x56 8x32x112x112 128x16x32x32 64x256x14x14), built by
  *   `cmake --build target/native --target native_train_bound` after a Maven build.
- * Needs AVX-512F (it says so and exits 0 without it): the probes use the same lanes as the
- * library's AVX-512 kernels.
+ * Needs AVX-512F and VL (it says so and exits 0 without them): the probes use the same lanes as
+ * the library's AVX-512 kernels.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -338,8 +338,8 @@ int main(int argc, char **argv) {
         return 2;
     }
     __builtin_cpu_init();
-    if (!__builtin_cpu_supports("avx512f")) {
-        printf("skipped: native_train_bound: this CPU has no AVX-512F\n");
+    if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512vl")) {
+        printf("skipped: native_train_bound: this CPU has no AVX-512F and VL\n");
         return 0;
     }
     bn_set_num_threads(threads);
