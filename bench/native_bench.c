@@ -11,17 +11,23 @@
  *   backward       training backward from the saved statistics: dx, dweight, dbias
  *   copy           y = x: the bytes forward_eval must move at least, the per-shape roofline
  *   read           the sum of x, nothing written: the traffic of a statistics pass alone
+ *   add            dx = dy + x: the bytes backward must move at least (two tensors in, one out)
+ *   read2          the sums of dy and of x: the traffic of backward's reduction pass alone
  *
  * The copy runs in forward_eval's rounds (alone with --ops copy and no forward_eval), so that it
  * sees the same buffers, cache state and machine load. It is timed with two store kinds, and the
  * faster counts: regular stores (y passes through the caches, which wins while the buffers fit
  * in them) and non-temporal stores (y bypasses the caches and is not read for ownership, which
  * wins once they don't). The read runs in the same rounds: a training forward that takes two
- * passes over x costs at least a read plus a copy.
+ * passes over x costs at least a read plus a copy. The add (both store kinds, the faster counts)
+ * and read2 run likewise in backward's rounds when the copy is asked for: backward's two inputs
+ * are twice the copy's, and where the copy's input stays in the cache between calls they may not,
+ * so 1.5 copies can understate backward's least time. A backward that reads dy and x twice (sums,
+ * then dx) costs at least a read2 plus an add.
  *
  * Rows go to stdout as CSV `shape,layout,op,impl,threads,median_ns` (impl panama-batchnorm-c,
- * plain-c, stream-copy for the copy, stream-read for the read); lines starting with '#' are
- * comments.
+ * plain-c, stream-copy for the copy, stream-read for the reads, stream-add for the add); lines
+ * starting with '#' are comments.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -301,6 +307,87 @@ static void read_tensor(bench_case *k) {
     k->sum = sum;
 }
 
+/* ---- backward's rooflines: dx = dy + x, and the sums of dy and x ---- */
+
+// dx, dy, x are (count): vectors [first, last)
+__attribute__((target("avx2"))) static void add_avx2(float *restrict dx, const float *restrict dy,
+                                                     const float *restrict x, int64_t first,
+                                                     int64_t last, int stream) {
+    if (stream) {
+        for (int64_t i = first; i < last; i++)
+            _mm256_stream_ps(dx + 8 * i,
+                             _mm256_add_ps(_mm256_load_ps(dy + 8 * i), _mm256_load_ps(x + 8 * i)));
+        _mm_sfence();
+    } else {
+        for (int64_t i = first; i < last; i++)
+            _mm256_store_ps(dx + 8 * i,
+                            _mm256_add_ps(_mm256_load_ps(dy + 8 * i), _mm256_load_ps(x + 8 * i)));
+    }
+}
+
+// dx, dy, x are (count): vectors [first, last)
+static void add_sse(float *restrict dx, const float *restrict dy, const float *restrict x,
+                    int64_t first, int64_t last, int stream) {
+    for (int64_t i = 8 * first; i < 8 * last; i += 4) {
+        __m128 v = _mm_add_ps(_mm_load_ps(dy + i), _mm_load_ps(x + i));
+        if (stream)
+            _mm_stream_ps(dx + i, v);
+        else
+            _mm_store_ps(dx + i, v);
+    }
+    if (stream)
+        _mm_sfence();
+}
+
+/* Split over the threads like the copy. */
+// dx, dy, x are (N,C,S)
+static void add_tensor(bench_case *k, int stream) {
+    void (*range)(float *restrict, const float *restrict, const float *restrict, int64_t,
+                  int64_t, int) = __builtin_cpu_supports("avx2") ? add_avx2 : add_sse;
+    const int64_t total = k->sh.n * k->sh.c * k->sh.s, vectors = total / 8;
+    if (total < PARALLEL_MIN_ELEMENTS) {
+        range(k->dx, k->dy, k->x, 0, vectors, stream);
+    } else {
+#pragma omp parallel num_threads(k->threads)
+        {
+            const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+            range(k->dx, k->dy, k->x, vectors * t / nt, vectors * (t + 1) / nt, stream);
+        }
+    }
+    for (int64_t i = 8 * vectors; i < total; i++)
+        k->dx[i] = k->dy[i] + k->x[i];
+}
+
+static void add_store(bench_case *k) {
+    add_tensor(k, 0);
+}
+
+static void add_stream(bench_case *k) {
+    add_tensor(k, 1);
+}
+
+/* Each thread reads its part of dy, then the same part of x. */
+// dy, x are (N,C,S)
+static void read_pair(bench_case *k) {
+    float (*range)(const float *, int64_t, int64_t) =
+        __builtin_cpu_supports("avx2") ? read_avx2 : read_sse;
+    const int64_t total = k->sh.n * k->sh.c * k->sh.s, vectors = total / 8;
+    float sum = 0.0f;
+    if (total < PARALLEL_MIN_ELEMENTS) {
+        sum = range(k->dy, 0, vectors) + range(k->x, 0, vectors);
+    } else {
+#pragma omp parallel num_threads(k->threads) reduction(+ : sum)
+        {
+            const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+            const int64_t first = vectors * t / nt, last = vectors * (t + 1) / nt;
+            sum += range(k->dy, first, last) + range(k->x, first, last);
+        }
+    }
+    for (int64_t i = 8 * vectors; i < total; i++)
+        sum += k->dy[i] + k->x[i];
+    k->sum = sum;
+}
+
 typedef void (*kernel)(bench_case *);
 static const kernel ours[] = {ours_forward_train, ours_forward_eval, ours_backward};
 static const kernel plain[] = {plain_forward_train, plain_forward_eval, plain_backward};
@@ -472,6 +559,7 @@ int main(int argc, char **argv) {
             if (!ops[o] || (o == OP_COPY && ops[OP_EVAL]))
                 continue;
             const int with_copy = ops[OP_COPY] && (o == OP_EVAL || o == OP_COPY);
+            const int with_add = ops[OP_COPY] && o == OP_BACKWARD;
             for (int t = 0; t < num_threads; t++) {
                 k.threads = threads[t];
                 bn_set_num_threads(threads[t]);
@@ -485,6 +573,11 @@ int main(int argc, char **argv) {
                     group[count++] = (timed){.f = copy_store, .name = "regular stores"};
                     group[count++] = (timed){.f = copy_stream, .name = "non-temporal stores"};
                     group[count++] = (timed){.f = read_tensor, .name = "read"};
+                }
+                if (with_add) {
+                    group[count++] = (timed){.f = add_store, .name = "regular stores"};
+                    group[count++] = (timed){.f = add_stream, .name = "non-temporal stores"};
+                    group[count++] = (timed){.f = read_pair, .name = "read2"};
                 }
                 for (int g = 0; g < count; g++)
                     group[g].reps = calibrate(group[g].f, &k, warmup, min_round_ns);
@@ -510,6 +603,15 @@ int main(int argc, char **argv) {
                            group[won].name);
                     printf("%s,nchw,copy,stream-copy,%d,%.0f\n", k.sh.text, threads[t], med[won]);
                     printf("%s,nchw,read,stream-read,%d,%.0f\n", k.sh.text, threads[t], med[read]);
+                }
+                if (with_add) {
+                    const int regular = count - 3, streaming = count - 2, read = count - 1;
+                    const int won = med[streaming] < med[regular] ? streaming : regular;
+                    printf("# %s add threads %d: median ns %.0f (%s) %.0f (%s): %s won\n",
+                           k.sh.text, threads[t], med[regular], group[regular].name,
+                           med[streaming], group[streaming].name, group[won].name);
+                    printf("%s,nchw,add,stream-add,%d,%.0f\n", k.sh.text, threads[t], med[won]);
+                    printf("%s,nchw,read2,stream-read,%d,%.0f\n", k.sh.text, threads[t], med[read]);
                 }
                 fflush(stdout);
             }

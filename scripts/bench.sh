@@ -21,7 +21,8 @@
 # "skipped: <peer>: <reason>"):
 #   stream      bench/stream_bench.c, STREAM-like copy and triad bandwidth (gcc, OpenMP)
 #   native      the CMake target native_bench: the C kernel, a plain two-pass C baseline, and
-#               per shape a copy of the tensor's bytes (the roofline of the `vs copy` column)
+#               per shape the rooflines of the `vs roof` column: a copy of the tensor (y = x) and
+#               backward's add (dx = dy + x), and reads of x and of dy and x
 #   java        JMH in the Maven profile `bench`: panama-batchnorm (segments and float[]),
 #               java-scalar, java-vector; run through Maven, which finds JDK 25 by itself
 #   pytorch     bench/pytorch_bench.py under Debian's python3 with python3-torch

@@ -8,17 +8,21 @@ shape and implementation.
 Two kinds of bandwidth rows, both with impl `stream-copy`: the global STREAM probe's, whose shape
 is an element count (arrays of doubles far larger than the caches), and native_bench's per-shape
 copy, whose shape is NxCxHxW (x copied into y, the same buffers and rounds as forward_eval).
-native_bench also times a per-shape read (op `read`, impl `stream-read`: the sum of x, nothing
-written), the traffic of a statistics pass alone: training in two passes over x costs at least a
-read plus a copy, which the targets section shows under a train/eval MISS.
+native_bench also times per shape a read (op `read`, impl `stream-read`: the sum of x, nothing
+written), the traffic of a statistics pass alone, and in backward's rounds an add (op `add`, impl
+`stream-add`: dx = dy + x, backward's least traffic) and a read of dy and x (op `read2`, impl
+`stream-read`), the traffic of backward's reduction pass alone. Training in two passes over x
+costs at least a read plus a copy, backward in two passes over dy and x at least a read2 plus an
+add; the targets section shows these floors under a MISS.
 
 gbps counts the minimal memory traffic of each op, in bytes per tensor element:
 forward_train 8 (read x once, write y), forward_eval 8, backward 12 (read dy and x, write dx);
-the per-channel vectors are ignored. A per-shape copy moves 8 bytes per float32 element; STREAM
-rows count 16 (copy) and 24 (triad) bytes per double element. pct_copy_bw compares gbps with the
-STREAM copy row of the same thread count. The table's `vs copy` is the per-shape copy's time over
-the row's time, times the op's traffic in copies (1 for the forwards, 1.5 for backward): 1.00
-means as fast as copying the bytes the op must move.
+the per-channel vectors are ignored. A per-shape copy moves 8 bytes per float32 element, an add
+12, a read 4 and a read2 8; STREAM rows count 16 (copy) and 24 (triad) bytes per double element.
+pct_copy_bw compares gbps with the STREAM copy row of the same thread count. The table's `vs roof`
+is the op's per-shape roofline time over the row's time: the copy for the forwards, the add for
+backward (1.5 copies when there is no add row). 1.00 means as fast as moving the bytes the op
+must move, the plainest way, in the same rounds.
 """
 
 import argparse
@@ -27,20 +31,23 @@ import math
 import sys
 from collections import OrderedDict
 
-BYTES_PER_ELEMENT = {"forward_train": 8, "forward_eval": 8, "backward": 12, "copy": 8, "read": 4}
+BYTES_PER_ELEMENT = {"forward_train": 8, "forward_eval": 8, "backward": 12, "copy": 8, "read": 4,
+                     "add": 12, "read2": 8}
 STREAM_BYTES_PER_ELEMENT = {"copy": 16, "triad": 24}
-# an op's minimal traffic in copies of the tensor (a copy reads it once and writes it once)
+# an op's minimal traffic in copies of the tensor (a copy reads it once and writes it once): the
+# roofline when there is no better row (backward's is the add, which moves exactly its traffic)
 COPIES = {"forward_train": 1.0, "forward_eval": 1.0, "backward": 1.5}
+ROOFLINE_OPS = ["copy", "read", "add", "read2"]
 OP_ORDER = ["forward_train", "forward_eval", "backward"]
 IMPL_ORDER = ["panama-batchnorm", "panama-batchnorm-array", "panama-batchnorm-c", "plain-c",
               "java-vector", "java-scalar", "pytorch", "onednn"]
 COLUMNS = ["shape", "layout", "op", "impl", "threads", "median_ns", "gbps", "pct_copy_bw"]
 TRAFFIC_NOTE = ("gbps = minimal traffic / time: forward_train 8 B/elem (read x once, write y), "
                 "forward_eval 8 B/elem, backward 12 B/elem (read dy and x, write dx), per-shape copy "
-                "8 B/elem; %copy = gbps / STREAM copy GB/s (shape = array elements) at the same "
-                "thread count;\nvs copy = per-shape copy time / time (1.00 = as fast as copying the "
-                "tensor's bytes, same buffers and rounds; backward moves 1.5 copies, so "
-                "1.5 x copy time / time)")
+                "8, add 12, read 4, read2 8 B/elem; %copy = gbps / STREAM copy GB/s (shape = array "
+                "elements) at the same thread count;\nvs roof = per-shape roofline time / time: the "
+                "copy (y = x) for the forwards, the add (dx = dy + x) for backward, or 1.5 copies "
+                "without an add row (1.00 = as fast as moving the op's bytes, same buffers and rounds)")
 OURS = "panama-batchnorm"
 OUR_IMPLS = ["panama-batchnorm", "panama-batchnorm-array", "panama-batchnorm-c"]
 # issue 3's targets, at 2 threads: (op, reference op, reference impl, reference threads, minimal
@@ -108,22 +115,36 @@ def shape_copies(rows):
             if r["op"] == "copy" and r["impl"] == "stream-copy" and not is_stream(r)}
 
 
-def shape_reads(rows):
-    """(shape, threads) -> median ns of the per-shape read."""
+def shape_op(rows, op):
+    """(shape, threads) -> median ns of a per-shape roofline row: op read, add or read2."""
     return {(r["shape"], r["threads"]): r["median_ns"] for r in rows
-            if r["op"] == "read" and r["impl"] == "stream-read"}
+            if r["op"] == op and r["impl"] in ("stream-read", "stream-add")}
 
 
-def vs_copy(copies, shape, op, threads, ns):
-    """The per-shape copy's time over ns, scaled by the op's traffic in copies; None without one."""
-    copy = copies.get((shape, threads))
-    return copy * COPIES[op] / ns if copy and op in COPIES and ns > 0 else None
+def shape_roofs(rows):
+    """(shape, threads, op) -> (name, ns) of the op's per-shape roofline: the copy for the forwards,
+    the add for backward, or 1.5 copies without one."""
+    copies, adds = shape_copies(rows), shape_op(rows, "add")
+    roofs = {}
+    for (shape, threads), ns in copies.items():
+        for op, copies_of_op in COPIES.items():
+            roofs[(shape, threads, op)] = ("copy" if copies_of_op == 1 else f"{copies_of_op} copies",
+                                           ns * copies_of_op)
+    for (shape, threads), ns in adds.items():
+        roofs[(shape, threads, "backward")] = ("add", ns)
+    return roofs
+
+
+def vs_roof(roofs, shape, op, threads, ns):
+    """The op's per-shape roofline time over ns; None without one."""
+    roof = roofs.get((shape, threads, op))
+    return roof[1] / ns if roof and ns > 0 else None
 
 
 def order_key(shape_order):
     def key(row):
         impl = row["impl"]
-        ops = ["copy", "read"] + OP_ORDER  # the per-shape rooflines first
+        ops = ROOFLINE_OPS + OP_ORDER  # the per-shape rooflines first
         return (0 if is_stream(row) else 1,
                 ops.index(row["op"]) if row["op"] in ops else len(ops),
                 shape_order.get(row["shape"], len(shape_order)),
@@ -156,13 +177,13 @@ def fmt_time(ns):
 def print_table(rows):
     pytorch = {(r["shape"], r["op"], r["threads"]): r["median_ns"] for r in rows
                if r["impl"] == "pytorch"}
-    copies = shape_copies(rows)
-    header = ["op", "shape", "threads", "impl", "median", "GB/s", "%copy", "vs copy", "vs pytorch"]
+    roofs = shape_roofs(rows)
+    header = ["op", "shape", "threads", "impl", "median", "GB/s", "%copy", "vs roof", "vs pytorch"]
     lines = []
     for row in rows:
         base = pytorch.get((row["shape"], row["op"], row["threads"]))
         speedup = f"{base / row['median_ns']:.2f}x" if base and row["impl"] != "pytorch" else ""
-        roof = vs_copy(copies, row["shape"], row["op"], row["threads"], row["median_ns"])
+        roof = vs_roof(roofs, row["shape"], row["op"], row["threads"], row["median_ns"])
         lines.append([row["op"], row["shape"], str(row["threads"]), row["impl"],
                       fmt_time(row["median_ns"]), fmt_number(row["gbps"], 1),
                       fmt_number(row["pct_copy_bw"], 0), fmt_number(roof, 2), speedup])
@@ -177,7 +198,7 @@ def print_table(rows):
     print("  ".join("-" * w for w in widths))
     previous = None
     for row, line in zip(rows, lines):
-        group = ("stream" if is_stream(row) else "copy" if row["op"] in ("copy", "read")
+        group = ("stream" if is_stream(row) else "roof" if row["op"] in ROOFLINE_OPS
                  else (row["op"], row["shape"]))
         if previous is not None and group != previous:
             print()
@@ -189,18 +210,20 @@ def print_table(rows):
 
 def print_targets(rows):
     times = {(r["shape"], r["op"], r["impl"], r["threads"]): r["median_ns"] for r in rows}
-    copies = shape_copies(rows)
-    reads = shape_reads(rows)
+    copies, roofs = shape_copies(rows), shape_roofs(rows)
+    reads, adds, read2s = shape_op(rows, "read"), shape_op(rows, "add"), shape_op(rows, "read2")
     t = TARGET_THREADS
     print()
     print(f"targets (issue 3), {t} threads. ours = {OURS} (the public API through segments); best =")
     print("  the fastest of panama-batchnorm, -array and -c (information only). speedup = reference time /")
     print(f"  our time. {' and '.join(LARGE_SHAPES[1:])}: \"the same ratios within 20%\", so speedup targets")
     print(f"  x{RELAXED} and the train/eval limit /{RELAXED}; the Java target (3x) is stated for all three large shapes.")
-    print("  Under a MISS, the roofline: `vs copy` of ours, our best and the reference, and the `vs copy` ours")
-    print("  would need; above 1.00 the target asks for more than copying the bytes (bounded by memory),")
+    print("  Under a MISS, the roofline: `vs roof` of ours, our best and the reference, and the `vs roof` ours")
+    print("  would need; above 1.00 the target asks for more than moving the op's bytes (bounded by memory),")
     print("  above 0.90 for about as much. Under a train/eval MISS, the floor of a training forward that")
-    print("  reads x twice (statistics, then normalize, as ours does): a read of x plus a copy.")
+    print("  reads x twice (statistics, then normalize, as ours does): a read of x plus a copy; under a")
+    print("  backward MISS, the floor of a backward that reads dy and x twice (sums, then dx, as ours")
+    print("  does): a read2 plus an add.")
     tally = {"PASS": 0, "MISS": 0, "skipped": 0}
     results = []
     for shape in LARGE_SHAPES:
@@ -229,10 +252,12 @@ def print_targets(rows):
                         f"best {best[0]:.2f}x ({best[1]})" if best else ""]
             results.append(tuple(line))
             if verdict == "MISS":
-                results.append((roofline(times, copies, shape, op, ref_op, ref_impl, ref_threads,
+                results.append((roofline(times, roofs, shape, op, ref_op, ref_impl, ref_threads,
                                          ref, need),))
                 if train_eval:
                     results.append((two_pass_floor(copies, reads, shape, ref, need),))
+                elif op == "backward":
+                    results.append((backward_two_pass_floor(adds, read2s, shape, ref / need),))
     tiny = sorted(th for (sh, o, impl, th) in times if (sh, o, impl) == (TINY_SHAPE, TINY_OP, OURS))
     for th in tiny:
         ns = times[(TINY_SHAPE, TINY_OP, OURS, th)]
@@ -270,31 +295,32 @@ def best_ratio(times, shape, op, ref_op, ref_impl, ref_threads, train_eval):
     return max(ratios) if ratios else None
 
 
-def roofline(times, copies, shape, op, ref_op, ref_impl, ref_threads, ref_ns, need):
-    """One line: ours, our best and the reference against the per-shape copy, and what the target
-    asks of ours in the same terms."""
+def roofline(times, roofs, shape, op, ref_op, ref_impl, ref_threads, ref_ns, need):
+    """One line: ours, our best and the reference against the op's per-shape roofline, and what the
+    target asks of ours in the same terms."""
     t = TARGET_THREADS
-    if (shape, t) not in copies:
+    if (shape, t, op) not in roofs:
         return f"      roofline: no per-shape copy row for {shape} at {t} threads"
+    name, roof_ns = roofs[(shape, t, op)]
     figures = []
     for impl in OUR_IMPLS:
         ns = times.get((shape, op, impl, t))
         if ns:
-            figures.append((vs_copy(copies, shape, op, t, ns), impl))
+            figures.append((vs_roof(roofs, shape, op, t, ns), impl))
     parts = [f"{impl} {v:.2f}" for v, impl in figures if impl == OURS]
     best = max(figures)
     if best[1] != OURS:
         parts.append(f"best {best[0]:.2f} ({best[1]})")
-    ref_vs = vs_copy(copies, shape, ref_op, ref_threads, ref_ns)
+    ref_vs = vs_roof(roofs, shape, ref_op, ref_threads, ref_ns)
     if ref_vs is not None:
         parts.append(f"{ref_impl} {ref_op} {ref_vs:.2f}" if ref_op != op else f"{ref_impl} {ref_vs:.2f}")
-    # our time must be at most ref_ns / need: in vs-copy terms, at least this
-    needs = copies[(shape, t)] * COPIES[op] * need / ref_ns
-    # within 10% of a copy: as close to the bound as this shared machine's noise lets us tell
-    reach = ("more than a copy: bounded by memory" if needs > 1.0
-             else "within 10% of a copy: at the memory bound" if needs > 0.9
-             else "less than a copy: not bounded by memory")
-    return (f"      roofline: copy {fmt_time(copies[(shape, t)])}; vs copy: {', '.join(parts)}; "
+    # our time must be at most ref_ns / need: in vs-roof terms, at least this
+    needs = roof_ns * need / ref_ns
+    # within 10% of the roofline: as close to the bound as this shared machine's noise lets us tell
+    reach = (f"more than the {name}: bounded by memory" if needs > 1.0
+             else f"within 10% of the {name}: at the memory bound" if needs > 0.9
+             else f"less than the {name}: not bounded by memory")
+    return (f"      roofline: {name} {fmt_time(roof_ns)}; vs roof: {', '.join(parts)}; "
             f"needs {needs:.2f}, {reach}")
 
 
@@ -310,6 +336,19 @@ def two_pass_floor(copies, reads, shape, eval_ns, need):
              if ratio > 1 / need else "within it: two passes could meet the target")
     return (f"      two passes: read {fmt_time(reads[(shape, t)])} + copy {fmt_time(copies[(shape, t)])} = "
             f"{fmt_time(floor)} = {ratio:.2f}x our eval; the target ({1 / need:.2f}x) is {reach}")
+
+
+def backward_two_pass_floor(adds, read2s, shape, target_ns):
+    """One line: the least time of a backward that reads dy and x twice (a read2, then an add's
+    traffic), against the time the target allows ours."""
+    t = TARGET_THREADS
+    if (shape, t) not in adds or (shape, t) not in read2s:
+        return f"      two passes: no per-shape add and read2 rows for {shape} at {t} threads"
+    floor = adds[(shape, t)] + read2s[(shape, t)]
+    reach = ("below it: only a backward that reads dy and x from memory once can meet the target"
+             if floor > target_ns else "within it: two passes could meet the target")
+    return (f"      two passes: read2 {fmt_time(read2s[(shape, t)])} + add {fmt_time(adds[(shape, t)])} = "
+            f"{fmt_time(floor)}; the target ({fmt_time(target_ns)}) is {reach}")
 
 
 def draw_chart(rows, path, title):
@@ -331,7 +370,7 @@ def draw_chart(rows, path, title):
     impls += sorted({r["impl"] for r in data} - set(impls))
     copy_gbps = {r["threads"]: r["gbps"] for r in rows
                  if is_stream(r) and r["op"] == "copy" and r["gbps"]}
-    copies = shape_copies(rows)
+    roofs = shape_roofs(rows)
     times = {(r["op"], r["shape"], r["threads"], r["impl"]): r["median_ns"] for r in data}
     colors = {impl: plt.get_cmap("tab10")(k % 10) for k, impl in enumerate(impls)}
 
@@ -354,11 +393,11 @@ def draw_chart(rows, path, title):
                 plotted.append(bound_us)
                 ax.hlines(bound_us, g - 0.45, g + 0.45, colors="black", linestyles="dashed",
                           linewidth=1)
-            if (shape, threads) in copies:
-                # the per-shape copy, scaled to this op's traffic
-                copy_us = copies[(shape, threads)] * COPIES[op] / 1e3
-                plotted.append(copy_us)
-                ax.hlines(copy_us, g - 0.45, g + 0.45, colors="black", linestyles="dotted",
+            if (shape, threads, op) in roofs:
+                # the op's per-shape roofline: the copy, or backward's add
+                roof_us = roofs[(shape, threads, op)][1] / 1e3
+                plotted.append(roof_us)
+                ax.hlines(roof_us, g - 0.45, g + 0.45, colors="black", linestyles="dotted",
                           linewidth=1.5)
         ax.set_yscale("log")
         ax.set_title(op, fontsize=10)
@@ -372,9 +411,9 @@ def draw_chart(rows, path, title):
     handles = [Patch(color=colors[impl], label=impl) for impl in impls]
     handles.append(Line2D([], [], color="black", linestyle="dashed", linewidth=1,
                           label="STREAM copy bandwidth bound"))
-    if copies:
+    if roofs:
         handles.append(Line2D([], [], color="black", linestyle="dotted", linewidth=1.5,
-                              label="copy of the same bytes (backward: x1.5)"))
+                              label="y = x of the same tensors (backward: dx = dy + x)"))
     columns = 4
     legend_rows = -(-len(handles) // columns)
     fig.legend(handles=handles, loc="upper center", ncol=columns, fontsize=8,
