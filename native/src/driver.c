@@ -27,13 +27,21 @@
 #define BN_GROUP_PER_THREAD 65536
 
 /* Outputs bigger than this are written with non-temporal stores: they cannot stay in cache for
- * the caller anyway, and streaming them spares the read-for-ownership traffic. Rows shorter than
- * 64 values would stream partial cache lines, which costs more than it saves. */
+ * the caller anyway, and streaming them spares the read-for-ownership traffic. A kernel that
+ * streams one channel's segment at a time needs rows of 64 values and more (shorter ones would
+ * stream partial cache lines, which costs more than it saves); the memory-order normalize streams
+ * whole lines across channel boundaries instead (bn_row_store). */
 #define BN_STREAM_MIN_BYTES ((int64_t)16 << 20)
 
 bn_rows bn_make_rows(int64_t n, int64_t c, int64_t s) {
     bn_rows v = {s, c * s, n * s, n * c * s * (int64_t)sizeof(float) >= BN_STREAM_MIN_BYTES && s >= 64};
     return v;
+}
+
+int bn_row_store(int64_t n, int64_t c, int64_t s) {
+    if (n * c * s * (int64_t)sizeof(float) < BN_STREAM_MIN_BYTES)
+        return BN_ROW_CACHED;
+    return s >= 64 ? BN_ROW_STREAM : BN_ROW_LINES;
 }
 
 bn_partial bn_merge_moments(bn_partial a, bn_partial b) {

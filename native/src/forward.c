@@ -151,7 +151,7 @@ typedef struct {
     float *y;
     const float *x;
     int64_t s;
-    int stream;
+    int store; /* a BN_ROW_* mode */
     /* channel ch's constants */
     bn_coeffs (*coeffs)(const void *args, int64_t ch);
     const void *args;
@@ -168,15 +168,16 @@ static bn_row_consts norm_consts_of(const void *p, int64_t ch) {
 static void norm_run(const void *p, int64_t off, int64_t col, int64_t len,
                      const bn_row_consts *k) {
     const norm_pass *a = p;
-    a->k->normalize_row(a->y + off, a->x + off, a->s, col, len, k, a->stream);
+    a->k->normalize_row(a->y + off, a->x + off, a->s, col, len, k, a->store);
 }
 
 static void normalize_memory_order(const bn_kernels *k, float *y, const float *x, int64_t n,
-                                   int64_t c, int64_t s, int stream,
+                                   int64_t c, int64_t s,
                                    bn_coeffs (*coeffs)(const void *, int64_t), const void *args,
                                    int64_t work) {
-    norm_pass pass = {k, y, x, s, stream, coeffs, args};
-    bn_row_op op = {&pass, norm_consts_of, norm_run, stream};
+    int store = bn_row_store(n, c, s);
+    norm_pass pass = {k, y, x, s, store, coeffs, args};
+    bn_row_op op = {&pass, norm_consts_of, norm_run, store != BN_ROW_CACHED};
     bn_run_rows(&op, n, c, s, work);
 }
 
@@ -244,7 +245,7 @@ int32_t bn_forward_train_f32(float *y, double *save_mean, double *save_invstd,
             bn_run(&stats, c, s, m, m * c);
         }
         if (states || s < BN_TWO_PASS_MAX_S) {
-            normalize_memory_order(k, y, x, n, c, s, a.v.stream, saved_coeffs, &a, m * c / 2);
+            normalize_memory_order(k, y, x, n, c, s, saved_coeffs, &a, m * c / 2);
             return BN_OK;
         }
     }
@@ -314,7 +315,7 @@ int32_t bn_forward_eval_f32(float *y,
     eval_args a = {k, y, x, weight, bias, running_mean, running_var, s, bn_make_rows(n, c, s),
                    eps};
     if (s >= BN_RUN_MIN_S) {
-        normalize_memory_order(k, y, x, n, c, s, a.v.stream, eval_coeffs, &a, work);
+        normalize_memory_order(k, y, x, n, c, s, eval_coeffs, &a, work);
         return BN_OK;
     }
     bn_op op = {&a, NULL, NULL, eval_finalize, eval_apply, NULL, eval_apply_group, NULL, NULL};

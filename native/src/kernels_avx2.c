@@ -492,8 +492,16 @@ static inline void norm_short(float *q, const float *p, int64_t len, const bn_no
     }
 }
 
+static void normalize_lines(float *y, const float *x, int64_t s, int64_t col, int64_t len,
+                            const bn_row_consts *c);
+
 static void normalize_row(float *y, const float *x, int64_t s, int64_t col, int64_t len,
-                          const bn_row_consts *c, int stream) {
+                          const bn_row_consts *c, int store) {
+    if (store == BN_ROW_LINES) {
+        normalize_lines(y, x, s, col, len, c);
+        return;
+    }
+    int stream = store == BN_ROW_STREAM;
     bn_rows one = {s, s, s, stream};
     for (int64_t run; len > 0; len -= run, x += run, y += run, col = 0, c++) {
         run = s - col < len ? s - col : len;
@@ -506,6 +514,62 @@ static void normalize_row(float *y, const float *x, int64_t s, int64_t col, int6
         else
             norm_short(y, x, run, k);
     }
+}
+
+/* Values before the first 64-byte-aligned output. */
+static inline int64_t line_head(const float *q) {
+    return (int64_t)((64 - ((uintptr_t)q & 63)) & 63) / 4;
+}
+
+/* Whether every channel a run of len values from column col touches has float constants. */
+static inline int run_fast(const bn_row_consts *c, int64_t s, int64_t col, int64_t len) {
+    for (int64_t j = 0; j < (col + len + s - 1) / s; j++)
+        if (!c[j].norm.fast)
+            return 0;
+    return 1;
+}
+
+/*
+ * normalize_row for BN_ROW_LINES: whole 64-byte lines of y are streamed in address order,
+ * straight across channel boundaries. A vector that holds the end of one channel and the start of
+ * the next takes each lane's constants from its own channel (s >= 8: at most one boundary per
+ * vector). The unaligned head and the tail take the cached path; so does a run with a channel
+ * that needs the wide path. The same bits as the cached path.
+ */
+static void normalize_lines(float *y, const float *x, int64_t s, int64_t col, int64_t len,
+                            const bn_row_consts *c) {
+    int64_t h = line_head(y);
+    if (s < 8 || h >= len || !run_fast(c, s, col, len)) {
+        normalize_row(y, x, s, col, len, c, BN_ROW_CACHED);
+        return;
+    }
+    normalize_row(y, x, s, col, h, c, BN_ROW_CACHED);
+    y += h, x += h, len -= h, col += h;
+    c += col / s, col %= s;
+    int64_t body = len / 16 * 16, next = s - col; /* where channel c[1] begins */
+    __m256 mh = _mm256_set1_ps(c->norm.mh), ml = _mm256_set1_ps(c->norm.ml);
+    __m256 al = _mm256_set1_ps(c->norm.af), be = _mm256_set1_ps(c->norm.bf);
+    for (int64_t i = 0; i < body; i += 8) {
+        if (i >= next) {
+            c++, next += s;
+            mh = _mm256_set1_ps(c->norm.mh), ml = _mm256_set1_ps(c->norm.ml);
+            al = _mm256_set1_ps(c->norm.af), be = _mm256_set1_ps(c->norm.bf);
+        }
+        __m256 vmh = mh, vml = ml, val = al, vbe = be;
+        if (i + 8 > next) { /* lanes next-i.. belong to the next channel */
+            const bn_norm *n1 = &c[1].norm;
+            __m256 keep = _mm256_castsi256_ps(mask8(next - i));
+            vmh = _mm256_blendv_ps(_mm256_set1_ps(n1->mh), mh, keep);
+            vml = _mm256_blendv_ps(_mm256_set1_ps(n1->ml), ml, keep);
+            val = _mm256_blendv_ps(_mm256_set1_ps(n1->af), al, keep);
+            vbe = _mm256_blendv_ps(_mm256_set1_ps(n1->bf), be, keep);
+        }
+        __m256 d = _mm256_sub_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmh), vml);
+        _mm256_stream_ps(y + i, _mm256_fmadd_ps(d, val, vbe));
+    }
+    if (body >= next)
+        c++, next += s;
+    normalize_row(y + body, x + body, s, s - (next - body), len - body, c, BN_ROW_CACHED);
 }
 
 /*
@@ -870,7 +934,7 @@ static void train_dx(float *dx, const float *dy, const float *x, bn_rows v, int6
 
 static void train_dx_row(float *dx, const float *dy, const float *x, int64_t s, int64_t col,
                          int64_t len, const bn_row_consts *c, int stream) {
-    bn_rows one = {s, s, s, stream};
+    bn_rows one = {s, s, s, stream == BN_ROW_STREAM};
     for (int64_t run; len > 0; len -= run, x += run, dy += run, dx += run, col = 0, c++) {
         run = s - col < len ? s - col : len;
         const bn_dx *k = &c->dx;

@@ -77,8 +77,8 @@ static bn_moments normalize_moments(float *y, const float *x, bn_rows v, int64_t
 
 // x, y are (len)
 static void normalize_row(float *y, const float *x, int64_t s, int64_t col, int64_t len,
-                          const bn_row_consts *k, int stream) {
-    (void)stream;
+                          const bn_row_consts *k, int store) {
+    (void)store;
     for (int64_t i = 0; i < len; i++, col++) {
         if (col == s) {
             col = 0;

@@ -111,6 +111,7 @@ int main(void) {
         {3, 1000, 33},    /* fewer row blocks than threads */
         {300, 64, 49},    /* a shorter last row block */
         {256, 96, 196},
+        {360, 256, 47},   /* past 16 MiB with rows of 47: normalize streams lines across channels */
     };
     rng r = {7};
     for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {

@@ -481,6 +481,13 @@ int main(void) {
     test_forward_eval(wide, 1, 3u, 1e-5, 1);
     test_backward_train(wide, 1, 15u, 0);
     test_backward_train(wide, 0, 15u, 1);
+    /* Past 16 MiB with rows of 47 values: the memory-order normalize streams whole lines across
+     * channel boundaries, at every offset of a boundary within a vector. */
+    shape lines = {360, 256, 47};
+    test_forward_train(lines, 1, 31u, 1e-5, 0.1, 0);
+    test_forward_train(lines, 0, 31u, 1e-3, 0.37, 1);
+    test_forward_eval(lines, 1, 3u, 1e-5, 0);
+    test_forward_eval(lines, 0, 3u, 1e-5, 1);
     test_eps_zero_constant_channel();
     test_non_finite();
     printf("worst err/tol ratio: %.3g\n", g_worst);
