@@ -287,24 +287,31 @@ static float read_sse(const float *x, int64_t first, int64_t last) {
     return lanes[0] + lanes[1] + lanes[2] + lanes[3];
 }
 
-// x is (N,C,S)
-static void read_tensor(bench_case *k) {
+/* The sum of a, and of b when given: each thread reads its part of a, then the same part of b. */
+// a, b are (N,C,S)
+static void read_buffers(bench_case *k, const float *a, const float *b) {
     float (*range)(const float *, int64_t, int64_t) =
         __builtin_cpu_supports("avx2") ? read_avx2 : read_sse;
     const int64_t total = k->sh.n * k->sh.c * k->sh.s, vectors = total / 8;
     float sum = 0.0f;
     if (total < PARALLEL_MIN_ELEMENTS) {
-        sum = range(k->x, 0, vectors);
+        sum = range(a, 0, vectors) + (b ? range(b, 0, vectors) : 0.0f);
     } else {
 #pragma omp parallel num_threads(k->threads) reduction(+ : sum)
         {
             const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-            sum += range(k->x, vectors * t / nt, vectors * (t + 1) / nt);
+            const int64_t first = vectors * t / nt, last = vectors * (t + 1) / nt;
+            sum += range(a, first, last) + (b ? range(b, first, last) : 0.0f);
         }
     }
     for (int64_t i = 8 * vectors; i < total; i++)
-        sum += k->x[i];
+        sum += a[i] + (b ? b[i] : 0.0f);
     k->sum = sum;
+}
+
+// x is (N,C,S)
+static void read_tensor(bench_case *k) {
+    read_buffers(k, k->x, NULL);
 }
 
 /* ---- backward's rooflines: dx = dy + x, and the sums of dy and x ---- */
@@ -366,26 +373,9 @@ static void add_stream(bench_case *k) {
     add_tensor(k, 1);
 }
 
-/* Each thread reads its part of dy, then the same part of x. */
 // dy, x are (N,C,S)
 static void read_pair(bench_case *k) {
-    float (*range)(const float *, int64_t, int64_t) =
-        __builtin_cpu_supports("avx2") ? read_avx2 : read_sse;
-    const int64_t total = k->sh.n * k->sh.c * k->sh.s, vectors = total / 8;
-    float sum = 0.0f;
-    if (total < PARALLEL_MIN_ELEMENTS) {
-        sum = range(k->dy, 0, vectors) + range(k->x, 0, vectors);
-    } else {
-#pragma omp parallel num_threads(k->threads) reduction(+ : sum)
-        {
-            const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-            const int64_t first = vectors * t / nt, last = vectors * (t + 1) / nt;
-            sum += range(k->dy, first, last) + range(k->x, first, last);
-        }
-    }
-    for (int64_t i = 8 * vectors; i < total; i++)
-        sum += k->dy[i] + k->x[i];
-    k->sum = sum;
+    read_buffers(k, k->dy, k->x);
 }
 
 typedef void (*kernel)(bench_case *);
