@@ -180,7 +180,8 @@ typedef struct {
     void (*train_dx)(float *dx, const float *dy, const float *x, bn_rows v, int64_t start,
                      int64_t len, double mean, double a, double gmean, double k);
     /* train_dx() on a row the way normalize_row works, with k[j].dx from bn_dx_make; stores
-     * stream when asked (BN_ROW_STREAM), never in whole lines. dx may equal dy. */
+     * stream when asked (v.stream: one segment at a time, never in whole lines). dx may equal
+     * dy. */
     void (*train_dx_row)(float *dx, const float *dy, const float *x, int64_t s, int64_t col,
                          int64_t len, const union bn_row_consts *k, int stream);
     /* dx = dy*a (when dx != NULL) and the sums dy, dy*(x - mean)*invstd (the latter only when
@@ -341,11 +342,12 @@ BN_HIDDEN bn_row_state *bn_row_scratch(float *out, const float *in, int64_t tota
 /* The row view of an (N,C,S) tensor, with the streaming-store decision. */
 BN_HIDDEN bn_rows bn_make_rows(int64_t n, int64_t c, int64_t s);
 
-/* How the memory-order normalize (normalize_row) stores: as the block kernels do (BN_ROW_CACHED
- * or BN_ROW_STREAM, from bn_make_rows), or, for outputs too big for the cache with rows too short
- * to stream a segment at a time, in whole 64-byte lines that run across channel boundaries
- * (BN_ROW_LINES). The bits are the same in every mode. train_dx_row takes the first two only:
- * lines measured 3-9% slower for dx (docs/DESIGN.md). */
+/* How the memory-order normalize (normalize_row) stores: through the cache (BN_ROW_CACHED), one
+ * channel's segment at a time streamed (BN_ROW_STREAM, what bn_make_rows's stream flag means for
+ * every kernel), or, for outputs too big for the cache with rows too short to stream a segment at
+ * a time, in whole 64-byte lines that run across channel boundaries (BN_ROW_LINES). The bits are
+ * the same in every mode. train_dx_row streams by the flag only: lines measured 3-9% slower for
+ * dx (docs/DESIGN.md). */
 enum { BN_ROW_CACHED = 0, BN_ROW_STREAM = 1, BN_ROW_LINES = 2 };
 BN_HIDDEN int bn_row_store(int64_t n, int64_t c, int64_t s);
 

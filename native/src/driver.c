@@ -32,16 +32,17 @@
  * stream partial cache lines, which costs more than it saves); the memory-order normalize streams
  * whole lines across channel boundaries instead (bn_row_store). */
 #define BN_STREAM_MIN_BYTES ((int64_t)16 << 20)
-
-bn_rows bn_make_rows(int64_t n, int64_t c, int64_t s) {
-    bn_rows v = {s, c * s, n * s, n * c * s * (int64_t)sizeof(float) >= BN_STREAM_MIN_BYTES && s >= 64};
-    return v;
-}
+#define BN_STREAM_MIN_S 64
 
 int bn_row_store(int64_t n, int64_t c, int64_t s) {
     if (n * c * s * (int64_t)sizeof(float) < BN_STREAM_MIN_BYTES)
         return BN_ROW_CACHED;
-    return s >= 64 ? BN_ROW_STREAM : BN_ROW_LINES;
+    return s >= BN_STREAM_MIN_S ? BN_ROW_STREAM : BN_ROW_LINES;
+}
+
+bn_rows bn_make_rows(int64_t n, int64_t c, int64_t s) {
+    bn_rows v = {s, c * s, n * s, bn_row_store(n, c, s) == BN_ROW_STREAM};
+    return v;
 }
 
 bn_partial bn_merge_moments(bn_partial a, bn_partial b) {

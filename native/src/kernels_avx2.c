@@ -934,7 +934,7 @@ static void train_dx(float *dx, const float *dy, const float *x, bn_rows v, int6
 
 static void train_dx_row(float *dx, const float *dy, const float *x, int64_t s, int64_t col,
                          int64_t len, const bn_row_consts *c, int stream) {
-    bn_rows one = {s, s, s, stream == BN_ROW_STREAM};
+    bn_rows one = {s, s, s, stream};
     for (int64_t run; len > 0; len -= run, x += run, dy += run, dx += run, col = 0, c++) {
         run = s - col < len ? s - col : len;
         const bn_dx *k = &c->dx;
