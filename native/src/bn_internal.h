@@ -205,11 +205,13 @@ typedef struct {
                            int64_t start, int64_t len, const struct bn_coeffs *co);
     /*
      * Row kernels of the memory-order reductions: one row of c consecutive channels (c*s
-     * contiguous values from x, channel j's at x + j*s) added into their states st[0..c).
+     * contiguous values from x, channel j's at x + j*s) added into their states st[0..c);
+     * moments_rows takes that many consecutive rows (c*s values apart).
      * moments_rows: s += d, q += d*d with d = x - k[j] in double. grad_sums_rows: s += dy,
      * q += dy*(x - mean[j]) in double.
      */
-    void (*moments_rows)(bn_row_state *st, const float *x, int64_t s, int64_t c, const double *k);
+    void (*moments_rows)(bn_row_state *st, const float *x, int64_t rows, int64_t s, int64_t c,
+                         const double *k);
     void (*grad_sums_rows)(bn_row_state *st, const float *dy, const float *x, int64_t s,
                            int64_t c, const double *mean);
     /*

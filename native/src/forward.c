@@ -72,8 +72,7 @@ static void train_reduce_rows(const void *p, int64_t b, int64_t r0, int64_t r1,
         k[ch] = isfinite(first) ? (double)first : channel_shift(a->x + ch * s);
         st[ch] = (bn_row_state){{0.0}, {0.0}};
     }
-    for (int64_t r = r0; r < r1; r++)
-        a->k->moments_rows(st, a->x + r * c * s, s, c, k);
+    a->k->moments_rows(st, a->x + r0 * c * s, r1 - r0, s, c, k);
     for (int64_t ch = 0; ch < c; ch++) {
         double shift = channel_shift(a->x + ch * s);
         double sd = bn_fold4(st[ch].s), sq = bn_fold4(st[ch].q);

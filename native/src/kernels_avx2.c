@@ -825,42 +825,83 @@ static inline moment_vec sub_part(moment_vec a, moment_vec b, int64_t t) {
  */
 #define BN_ROW_FOUR_PAIRS_MIN_S (4 * MOMENT_STEP)
 
-// x is (c, s)
-static void moments_rows(bn_row_state *st, const float *x, int64_t s, int64_t c,
-                         const double *k) {
-    for (int64_t j = 0; j < c; j++, x += s) {
-        const moment_vec kv = moment_set1(k[j]);
-        moment_vec s0, s1, q0, q1;
-        row_load(st[j].s, &s0, &s1);
-        row_load(st[j].q, &q0, &q1);
-        int64_t i = 0;
-        if (s >= BN_ROW_FOUR_PAIRS_MIN_S) {
-            moment_vec s2 = moment_zero(), s3 = s2, q2 = s2, q3 = s2;
-            for (; i + MOMENT_STEP <= s; i += MOMENT_STEP) {
-                MOMENT_ADD(x + i, kv, s0, q0);
-                MOMENT_ADD(x + i + MOMENT_LANES, kv, s1, q1);
-                MOMENT_ADD(x + i + 2 * MOMENT_LANES, kv, s2, q2);
-                MOMENT_ADD(x + i + 3 * MOMENT_LANES, kv, s3, q3);
-            }
-            s0 = moment_add(s0, s2), s1 = moment_add(s1, s3);
-            q0 = moment_add(q0, q2), q1 = moment_add(q1, q3);
-        }
-        for (; i + 2 * MOMENT_LANES <= s; i += 2 * MOMENT_LANES) {
+/* Adds channel j's run of s values at x into its state. */
+static inline void moments_run(bn_row_state *st, const float *x, int64_t s, moment_vec kv) {
+    moment_vec s0, s1, q0, q1;
+    row_load(st->s, &s0, &s1);
+    row_load(st->q, &q0, &q1);
+    int64_t i = 0;
+    if (s >= BN_ROW_FOUR_PAIRS_MIN_S) {
+        moment_vec s2 = moment_zero(), s3 = s2, q2 = s2, q3 = s2;
+        for (; i + MOMENT_STEP <= s; i += MOMENT_STEP) {
             MOMENT_ADD(x + i, kv, s0, q0);
             MOMENT_ADD(x + i + MOMENT_LANES, kv, s1, q1);
+            MOMENT_ADD(x + i + 2 * MOMENT_LANES, kv, s2, q2);
+            MOMENT_ADD(x + i + 3 * MOMENT_LANES, kv, s3, q3);
         }
-        if (i + MOMENT_LANES <= s) {
-            MOMENT_ADD(x + i, kv, s0, q0);
-            i += MOMENT_LANES;
-        }
-        if (i < s) {
-            moment_vec d = sub_part(load_part(x + i, s - i), kv, s - i);
-            s1 = moment_add(s1, d);
-            q1 = moment_fmadd(d, d, q1);
-        }
-        row_store(st[j].s, s0, s1);
-        row_store(st[j].q, q0, q1);
+        s0 = moment_add(s0, s2), s1 = moment_add(s1, s3);
+        q0 = moment_add(q0, q2), q1 = moment_add(q1, q3);
     }
+    for (; i + 2 * MOMENT_LANES <= s; i += 2 * MOMENT_LANES) {
+        MOMENT_ADD(x + i, kv, s0, q0);
+        MOMENT_ADD(x + i + MOMENT_LANES, kv, s1, q1);
+    }
+    if (i + MOMENT_LANES <= s) {
+        MOMENT_ADD(x + i, kv, s0, q0);
+        i += MOMENT_LANES;
+    }
+    if (i < s) {
+        moment_vec d = sub_part(load_part(x + i, s - i), kv, s - i);
+        s1 = moment_add(s1, d);
+        q1 = moment_fmadd(d, d, q1);
+    }
+    row_store(st->s, s0, s1);
+    row_store(st->q, q0, q1);
+}
+
+/* moments_run() of the same channel's runs in two rows, a and b, at once: one load and store
+ * of the state for both, and each row's own accumulator pairs. */
+static inline void moments_run2(bn_row_state *st, const float *a, const float *b, int64_t s,
+                                moment_vec kv) {
+    moment_vec s0, s1, q0, q1, s2 = moment_zero(), s3 = s2, q2 = s2, q3 = s2;
+    row_load(st->s, &s0, &s1);
+    row_load(st->q, &q0, &q1);
+    int64_t i = 0;
+    for (; i + 2 * MOMENT_LANES <= s; i += 2 * MOMENT_LANES) {
+        MOMENT_ADD(a + i, kv, s0, q0);
+        MOMENT_ADD(a + i + MOMENT_LANES, kv, s1, q1);
+        MOMENT_ADD(b + i, kv, s2, q2);
+        MOMENT_ADD(b + i + MOMENT_LANES, kv, s3, q3);
+    }
+    if (i + MOMENT_LANES <= s) {
+        MOMENT_ADD(a + i, kv, s0, q0);
+        MOMENT_ADD(b + i, kv, s2, q2);
+        i += MOMENT_LANES;
+    }
+    if (i < s) {
+        moment_vec d = sub_part(load_part(a + i, s - i), kv, s - i);
+        moment_vec e = sub_part(load_part(b + i, s - i), kv, s - i);
+        s1 = moment_add(s1, d), q1 = moment_fmadd(d, d, q1);
+        s3 = moment_add(s3, e), q3 = moment_fmadd(e, e, q3);
+    }
+    row_store(st->s, moment_add(s0, s2), moment_add(s1, s3));
+    row_store(st->q, moment_add(q0, q2), moment_add(q1, q3));
+}
+
+/* Rows shorter than this go two at a time: a short run spends as much on its channel's state
+ * as on its values. */
+#define BN_ROW_PAIRED_MAX_S 64
+
+// x is (rows, c, s)
+static void moments_rows(bn_row_state *st, const float *x, int64_t rows, int64_t s, int64_t c,
+                         const double *k) {
+    int64_t r = 0;
+    for (; s < BN_ROW_PAIRED_MAX_S && r + 2 <= rows; r += 2, x += 2 * c * s)
+        for (int64_t j = 0; j < c; j++)
+            moments_run2(&st[j], x + j * s, x + (c + j) * s, s, moment_set1(k[j]));
+    for (; r < rows; r++, x += c * s)
+        for (int64_t j = 0; j < c; j++)
+            moments_run(&st[j], x + j * s, s, moment_set1(k[j]));
 }
 
 // dy, x are (c, s)

@@ -198,24 +198,25 @@ static void train_dx_group(float *dx, const float *dy, const float *x, bn_rows v
 #define ROW_LANES 4
 
 /* Row kernels: lane j takes the values at offsets j, j+4, ... of each channel's run. */
-// x is (c, s)
-static void moments_rows(bn_row_state *st, const float *x, int64_t s, int64_t c,
+// x is (rows, c, s)
+static void moments_rows(bn_row_state *st, const float *x, int64_t rows, int64_t s, int64_t c,
                          const double *k) {
-    for (int64_t j = 0; j < c; j++, x += s) {
-        double *ss = st[j].s, *qq = st[j].q, kj = k[j];
-        int64_t i = 0;
-        for (; i + ROW_LANES <= s; i += ROW_LANES)
-            for (int l = 0; l < ROW_LANES; l++) {
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = 0; j < c; j++, x += s) {
+            double *ss = st[j].s, *qq = st[j].q, kj = k[j];
+            int64_t i = 0;
+            for (; i + ROW_LANES <= s; i += ROW_LANES)
+                for (int l = 0; l < ROW_LANES; l++) {
+                    double d = (double)x[i + l] - kj;
+                    ss[l] += d;
+                    qq[l] += d * d;
+                }
+            for (int l = 0; i + l < s; l++) {
                 double d = (double)x[i + l] - kj;
                 ss[l] += d;
                 qq[l] += d * d;
             }
-        for (int l = 0; i + l < s; l++) {
-            double d = (double)x[i + l] - kj;
-            ss[l] += d;
-            qq[l] += d * d;
         }
-    }
 }
 
 // dy, x are (c, s)
