@@ -17,6 +17,10 @@
  *   fused-sequential   statistics of channel ch, then its normalize
  * They are the library's fused per-channel pass (normalize_moments) in its simplest form: no
  * weight, bias or running statistics, no fallbacks, no prefetching.
+ * Three reads of x, nothing written, show what a channel-by-channel walk costs by itself:
+ *   read-memory-order    each thread a contiguous run
+ *   read-channels        each thread a range of channels, a row (S values) at a time
+ *   read-channels-4rows  the same with four rows of a channel read side by side
  *
  * Rows go to stdout as `shape,threads,impl,median_ns` and a ratio to libbatchnorm's eval.
  *
@@ -153,6 +157,57 @@ one_read_rows(float *y, const float *x, int64_t n, int64_t c, int64_t s, int str
     return total;
 }
 
+/* Sum of len floats into four float accumulators (a read, with no chain to wait on). */
+__attribute__((target("avx2"))) static inline void read_run(__m256 acc[4], const float *p,
+                                                            int64_t len) {
+    int64_t i = 0;
+    for (; i + 32 <= len; i += 32)
+        for (int j = 0; j < 4; j++)
+            acc[j] = _mm256_add_ps(acc[j], _mm256_loadu_ps(p + i + 8 * j));
+    for (; i < len; i++)
+        acc[0] = _mm256_add_ps(acc[0], _mm256_set1_ps(p[i]));
+}
+
+// x is (N,C,S); reads it all: in memory order (each thread a contiguous run), or channel by
+// channel (each thread a range of channels), a row at a time or four rows side by side
+enum { WALK_MEMORY, WALK_CHANNELS, WALK_CHANNELS_4ROWS };
+__attribute__((target("avx2"))) static double read_walk(const float *x, int64_t n, int64_t c,
+                                                       int64_t s, int walk) {
+    double total = 0.0;
+#pragma omp parallel reduction(+ : total)
+    {
+        const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+        __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                         _mm256_setzero_ps()};
+        if (walk == WALK_MEMORY) {
+            const int64_t first = n * c * s * t / nt, last = n * c * s * (t + 1) / nt;
+            read_run(acc, x + first, last - first);
+        } else {
+            for (int64_t ch = c * t / nt; ch < c * (t + 1) / nt; ch++) {
+                int64_t r = 0;
+                /* four rows side by side: one accumulator each, 8 values of each per step */
+                for (; walk == WALK_CHANNELS_4ROWS && r + 4 <= n; r += 4) {
+                    const float *p = x + (r * c + ch) * s;
+                    int64_t i = 0;
+                    for (; i + 8 <= s; i += 8)
+                        for (int j = 0; j < 4; j++)
+                            acc[j] = _mm256_add_ps(acc[j], _mm256_loadu_ps(p + j * c * s + i));
+                    for (int j = 0; j < 4; j++)
+                        read_run(acc, p + j * c * s + i, s - i);
+                }
+                for (; r < n; r++)
+                    read_run(acc, x + (r * c + ch) * s, s);
+            }
+        }
+        float f[8];
+        _mm256_storeu_ps(f, _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]),
+                                          _mm256_add_ps(acc[2], acc[3])));
+        for (int j = 0; j < 8; j++)
+            total += f[j];
+    }
+    return total;
+}
+
 /* The fused schedules' statistics: four pairs of double accumulators, and scalar tails. */
 typedef struct {
     __m512d s0, s1, s2, s3, q0, q1, q2, q3;
@@ -282,10 +337,22 @@ static void run_shape(const char *text, int threads, int rounds) {
         w[i] = 1.0f, b[i] = 0.0f, rm[i] = 0.0f, rv[i] = 1.0f;
     /* the library's rule (bn_make_rows), and rows that keep 32-byte alignment */
     int stream = bytes >= ((size_t)16 << 20) && s >= 64 && s % 8 == 0;
-    enum { EVAL, TRAIN, ONE_READ_CHANNELS, ONE_READ_ROWS, FUSED_PIPELINED, FUSED_SEQUENTIAL, IMPLS };
-    static const char *names[IMPLS] = {"panama-batchnorm-c-eval", "panama-batchnorm-c-train",
-                                       "one-read-channels",       "one-read-rows",
-                                       "fused-pipelined",         "fused-sequential"};
+    enum {
+        EVAL,
+        TRAIN,
+        ONE_READ_CHANNELS,
+        ONE_READ_ROWS,
+        FUSED_PIPELINED,
+        FUSED_SEQUENTIAL,
+        READ_MEMORY,
+        READ_CHANNELS,
+        READ_CHANNELS_4ROWS,
+        IMPLS
+    };
+    static const char *names[IMPLS] = {
+        "panama-batchnorm-c-eval", "panama-batchnorm-c-train", "one-read-channels",
+        "one-read-rows",           "fused-pipelined",          "fused-sequential",
+        "read-memory-order",       "read-channels",            "read-channels-4rows"};
     static int64_t t[IMPLS][MAX_ROUNDS];
     volatile double sink = 0.0;
     int calls = (int)(20000000 / (n * c * s)) + 2;
@@ -303,8 +370,13 @@ static void run_shape(const char *text, int threads, int rounds) {
                     sink += one_read_channels(y, x, n, c, s, stream);
                 else if (impl == ONE_READ_ROWS)
                     sink += one_read_rows(y, x, n, c, s, stream, acc);
-                else
+                else if (impl == FUSED_PIPELINED || impl == FUSED_SEQUENTIAL)
                     sink += fused(y, x, n, c, s, stream, impl == FUSED_PIPELINED);
+                else
+                    sink += read_walk(x, n, c, s,
+                                      impl == READ_MEMORY     ? WALK_MEMORY
+                                      : impl == READ_CHANNELS ? WALK_CHANNELS
+                                                              : WALK_CHANNELS_4ROWS);
             }
             if (r >= 0)
                 t[impl][r] = (now_ns() - t0) / calls;
