@@ -825,7 +825,7 @@ static inline moment_vec sub_part(moment_vec a, moment_vec b, int64_t t) {
  */
 #define BN_ROW_FOUR_PAIRS_MIN_S (4 * MOMENT_STEP)
 
-/* Adds channel j's run of s values at x into its state. */
+/* Adds a channel's run of s values at x into its state. */
 static inline void moments_run(bn_row_state *st, const float *x, int64_t s, moment_vec kv) {
     moment_vec s0, s1, q0, q1;
     row_load(st->s, &s0, &s1);
