@@ -257,9 +257,13 @@ def print_targets(rows):
                 if train_eval:
                     results.append((two_pass_floor(copies, reads, shape, ref, need),))
                 elif op == "forward_train":
-                    results.append((train_two_pass_floor(copies, reads, shape, ref / need),))
+                    results.append((two_pass_floor_vs_target(
+                        [("read", reads), ("copy", copies)], shape, ref / need,
+                        "a schedule that reads x"),))
                 elif op == "backward":
-                    results.append((backward_two_pass_floor(adds, read2s, shape, ref / need),))
+                    results.append((two_pass_floor_vs_target(
+                        [("read2", read2s), ("add", adds)], shape, ref / need,
+                        "a backward that reads dy and x"),))
     tiny = sorted(th for (sh, o, impl, th) in times if (sh, o, impl) == (TINY_SHAPE, TINY_OP, OURS))
     for th in tiny:
         ns = times[(TINY_SHAPE, TINY_OP, OURS, th)]
@@ -340,30 +344,20 @@ def two_pass_floor(copies, reads, shape, eval_ns, need):
             f"{fmt_time(floor)} = {ratio:.2f}x our eval; the target ({1 / need:.2f}x) is {reach}")
 
 
-def train_two_pass_floor(copies, reads, shape, target_ns):
-    """One line: the least time of a training forward that reads x twice (a read, then a copy's
-    traffic), against the time the target allows ours."""
+def two_pass_floor_vs_target(passes, shape, target_ns, once):
+    """One line: the least time of an op that reads its inputs twice, the sum of the per-shape
+    times in `passes` ((name, {(shape, threads): ns}) for the first pass's traffic, then the
+    second's), against the time the target allows ours; `once` names what could do better."""
     t = TARGET_THREADS
-    if (shape, t) not in copies or (shape, t) not in reads:
-        return f"      two passes: no per-shape copy and read rows for {shape} at {t} threads"
-    floor = copies[(shape, t)] + reads[(shape, t)]
-    reach = ("below it: only a schedule that reads x from memory once can meet the target"
+    if any((shape, t) not in times for _, times in passes):
+        names = " and ".join(name for name, _ in passes)
+        return f"      two passes: no per-shape {names} rows for {shape} at {t} threads"
+    floor = sum(times[(shape, t)] for _, times in passes)
+    reach = (f"below it: only {once} from memory once can meet the target"
              if floor > target_ns else "within it: two passes could meet the target")
-    return (f"      two passes: read {fmt_time(reads[(shape, t)])} + copy {fmt_time(copies[(shape, t)])} = "
-            f"{fmt_time(floor)}; the target ({fmt_time(target_ns)}) is {reach}")
-
-
-def backward_two_pass_floor(adds, read2s, shape, target_ns):
-    """One line: the least time of a backward that reads dy and x twice (a read2, then an add's
-    traffic), against the time the target allows ours."""
-    t = TARGET_THREADS
-    if (shape, t) not in adds or (shape, t) not in read2s:
-        return f"      two passes: no per-shape add and read2 rows for {shape} at {t} threads"
-    floor = adds[(shape, t)] + read2s[(shape, t)]
-    reach = ("below it: only a backward that reads dy and x from memory once can meet the target"
-             if floor > target_ns else "within it: two passes could meet the target")
-    return (f"      two passes: read2 {fmt_time(read2s[(shape, t)])} + add {fmt_time(adds[(shape, t)])} = "
-            f"{fmt_time(floor)}; the target ({fmt_time(target_ns)}) is {reach}")
+    terms = " + ".join(f"{name} {fmt_time(times[(shape, t)])}" for name, times in passes)
+    return (f"      two passes: {terms} = {fmt_time(floor)}; the target ({fmt_time(target_ns)}) "
+            f"is {reach}")
 
 
 def draw_chart(rows, path, title):
