@@ -473,6 +473,20 @@ static float *alloc_floats(int64_t count) {
     return aligned_alloc(64, bytes);
 }
 
+/*
+ * The rows of a roofline timed at the end of a group: roof[0] and roof[1] the op with regular and
+ * with non-temporal stores (the faster counts), roof[2] its read; med their medians.
+ */
+static void print_roofline(const char *text, int threads, const timed *roof, const double *med,
+                           const char *op, const char *impl, const char *read_op,
+                           const char *isa) {
+    const int won = med[1] < med[0] ? 1 : 0;
+    printf("# %s %s threads %d: median ns %.0f (%s) %.0f (%s): %s%s won\n", text, op, threads,
+           med[0], roof[0].name, med[1], roof[1].name, isa, roof[won].name);
+    printf("%s,nchw,%s,%s,%d,%.0f\n", text, op, impl, threads, med[won]);
+    printf("%s,nchw,%s,stream-read,%d,%.0f\n", text, read_op, threads, med[2]);
+}
+
 int main(int argc, char **argv) {
     int threads[MAX_LIST] = {1, 2}, num_threads = 2, rounds = 15, warmup = 3;
     int64_t min_round_ns = 20000000;
@@ -584,25 +598,12 @@ int main(int argc, char **argv) {
                 for (int g = 0; o != OP_COPY && g < 2; g++)
                     printf("%s,nchw,%s,%s,%d,%.0f\n", k.sh.text, op_names[o], group[g].name,
                            threads[t], med[g]);
-                if (with_copy) {
-                    const int regular = count - 3, streaming = count - 2, read = count - 1;
-                    const int won = med[streaming] < med[regular] ? streaming : regular;
-                    printf("# %s copy threads %d: median ns %.0f (%s) %.0f (%s): %s %s won\n",
-                           k.sh.text, threads[t], med[regular], group[regular].name,
-                           med[streaming], group[streaming].name, avx2 ? "AVX2" : "SSE",
-                           group[won].name);
-                    printf("%s,nchw,copy,stream-copy,%d,%.0f\n", k.sh.text, threads[t], med[won]);
-                    printf("%s,nchw,read,stream-read,%d,%.0f\n", k.sh.text, threads[t], med[read]);
-                }
-                if (with_add) {
-                    const int regular = count - 3, streaming = count - 2, read = count - 1;
-                    const int won = med[streaming] < med[regular] ? streaming : regular;
-                    printf("# %s add threads %d: median ns %.0f (%s) %.0f (%s): %s won\n",
-                           k.sh.text, threads[t], med[regular], group[regular].name,
-                           med[streaming], group[streaming].name, group[won].name);
-                    printf("%s,nchw,add,stream-add,%d,%.0f\n", k.sh.text, threads[t], med[won]);
-                    printf("%s,nchw,read2,stream-read,%d,%.0f\n", k.sh.text, threads[t], med[read]);
-                }
+                if (with_copy)
+                    print_roofline(k.sh.text, threads[t], group + count - 3, med + count - 3,
+                                   "copy", "stream-copy", "read", avx2 ? "AVX2 " : "SSE ");
+                if (with_add)
+                    print_roofline(k.sh.text, threads[t], group + count - 3, med + count - 3,
+                                   "add", "stream-add", "read2", "");
                 fflush(stdout);
             }
         }
