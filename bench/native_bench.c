@@ -25,6 +25,11 @@
  * so 1.5 copies can understate backward's least time. A backward that reads dy and x twice (sums,
  * then dx) costs at least a read2 plus an add.
  *
+ * --sets K (default 1) gives every tensor K copies, and successive calls take them in turn, so
+ * that with K copies bigger than the last-level cache every call starts with its inputs in
+ * memory, not in the cache the previous call left them in. The copy, read, add and read2 rotate
+ * alike.
+ *
  * Rows go to stdout as CSV `shape,layout,op,impl,threads,median_ns` (impl panama-batchnorm-c,
  * plain-c, stream-copy for the copy, stream-read for the reads, stream-add for the add); lines
  * starting with '#' are comments.
@@ -45,7 +50,7 @@
 
 static const char *usage =
     "usage: native_bench [--threads 1,2] [--rounds R] [--warmup W] [--min-round-ms T]\n"
-    "                    [--ops forward_train,forward_eval,backward,copy] [SHAPE...]\n"
+    "                    [--sets K] [--ops forward_train,forward_eval,backward,copy] [SHAPE...]\n"
     "  SHAPE: NxCxHxW (rank 2..5); default: 32x64x56x56 256x512x7x7 64x256x14x14\n"
     "         8x32x112x112 128x16x32x32 1x8x4x4\n";
 
@@ -56,6 +61,7 @@ static const char *op_names[] = {"forward_train", "forward_eval", "backward", "c
 
 #define MAX_LIST 16
 #define MAX_ROUNDS 1024
+#define MAX_SETS 64
 #define EPS 1e-5
 #define MOMENTUM 0.1
 /* The library's threshold: smaller tensors run on the calling thread, and so does the copy. */
@@ -66,11 +72,14 @@ typedef struct {
     char text[64];
 } shape;
 
-/* One shape's buffers: x, y, dy, dx are (N,C,S), the rest (C). */
+/* One shape's buffers: x, y, dy, dx are (N,C,S), the rest (C). x, y, dy, dx point into set
+ * `next` of the `sets` copies of them (--sets). */
 typedef struct {
     shape sh;
     float *x, *y, *dy, *dx, *w, *b, *rm, *rv, *dw, *db;
     double *sm, *si;
+    float *set[MAX_SETS][4]; /* x, y, dy, dx */
+    int sets, next;
     int threads;
     volatile float sum; /* the read's result, kept so the compiler keeps the reads */
 } bench_case;
@@ -400,14 +409,22 @@ static double median(double *v, int count) {
     return count % 2 ? v[count / 2] : 0.5 * (v[count / 2 - 1] + v[count / 2]);
 }
 
+/* f on the next set of tensors. */
+static void call(kernel f, bench_case *k) {
+    float **t = k->set[k->next];
+    k->next = (k->next + 1) % k->sets;
+    k->x = t[0], k->y = t[1], k->dy = t[2], k->dx = t[3];
+    f(k);
+}
+
 /* Calls per round so that one round lasts at least min_ns. */
 static int64_t calibrate(kernel f, bench_case *k, int warmup, int64_t min_ns) {
     for (int i = 0; i < warmup; i++)
-        f(k);
+        call(f, k);
     for (int64_t reps = 1;; reps *= 2) {
         int64_t t0 = now_ns();
         for (int64_t i = 0; i < reps; i++)
-            f(k);
+            call(f, k);
         if (now_ns() - t0 >= min_ns || reps >= ((int64_t)1 << 30))
             return reps;
     }
@@ -416,10 +433,10 @@ static int64_t calibrate(kernel f, bench_case *k, int warmup, int64_t min_ns) {
 /* The untimed first call gives every round the cache state the kernel itself leaves, not the one
  * the previous kernel left (the non-temporal copy leaves y out of the caches). */
 static double round_ns(kernel f, bench_case *k, int64_t reps) {
-    f(k);
+    call(f, k);
     int64_t t0 = now_ns();
     for (int64_t i = 0; i < reps; i++)
-        f(k);
+        call(f, k);
     return (double)(now_ns() - t0) / (double)reps;
 }
 
@@ -488,7 +505,7 @@ static void print_roofline(const char *text, int threads, const timed *roof, con
 }
 
 int main(int argc, char **argv) {
-    int threads[MAX_LIST] = {1, 2}, num_threads = 2, rounds = 15, warmup = 3;
+    int threads[MAX_LIST] = {1, 2}, num_threads = 2, rounds = 15, warmup = 3, sets = 1;
     int64_t min_round_ns = 20000000;
     int ops[NUM_OPS] = {1, 1, 1, 1};
     int i = 1;
@@ -500,6 +517,8 @@ int main(int argc, char **argv) {
             rounds = atoi(v);
         else if (!strcmp(a, "--warmup"))
             warmup = atoi(v);
+        else if (!strcmp(a, "--sets"))
+            sets = atoi(v);
         else if (!strcmp(a, "--min-round-ms"))
             min_round_ns = (int64_t)(atof(v) * 1e6);
         else if (!strcmp(a, "--ops")) {
@@ -512,9 +531,11 @@ int main(int argc, char **argv) {
         fputs(usage, strcmp(argv[i], "--help") && strcmp(argv[i], "-h") ? stderr : stdout);
         return strcmp(argv[i], "--help") && strcmp(argv[i], "-h") ? 2 : 0;
     }
-    if (num_threads < 1 || rounds < 1 || rounds > MAX_ROUNDS || warmup < 0 || min_round_ns < 0) {
-        fprintf(stderr, "bad --threads, --rounds (1..%d), --warmup or --min-round-ms\n%s",
-                MAX_ROUNDS, usage);
+    if (num_threads < 1 || rounds < 1 || rounds > MAX_ROUNDS || warmup < 0 || min_round_ns < 0 ||
+        sets < 1 || sets > MAX_SETS) {
+        fprintf(stderr,
+                "bad --threads, --rounds (1..%d), --warmup, --min-round-ms or --sets (1..%d)\n%s",
+                MAX_ROUNDS, MAX_SETS, usage);
         return 2;
     }
     const char **shape_texts = (const char **)(argv + i);
@@ -525,8 +546,8 @@ int main(int argc, char **argv) {
     }
     const int avx2 = __builtin_cpu_supports("avx2");
     printf("# native_bench: libbatchnorm vs plain two-pass OpenMP C, float32 nchw, median of %d "
-           "rounds of >= %.0f ms\n",
-           rounds, (double)min_round_ns / 1e6);
+           "rounds of >= %.0f ms, %d set(s) of tensors\n",
+           rounds, (double)min_round_ns / 1e6, sets);
     printf("shape,layout,op,impl,threads,median_ns\n");
     for (int si = 0; si < num_shapes; si++) {
         bench_case k;
@@ -536,13 +557,16 @@ int main(int argc, char **argv) {
             return 2;
         }
         int64_t total = k.sh.n * k.sh.c * k.sh.s, c = k.sh.c;
-        k.x = alloc_floats(total), k.y = alloc_floats(total);
-        k.dy = alloc_floats(total), k.dx = alloc_floats(total);
+        k.sets = sets;
+        int have_sets = 1;
+        for (int j = 0; j < sets; j++)
+            for (int b = 0; b < 4; b++)
+                have_sets &= (k.set[j][b] = alloc_floats(total)) != NULL;
+        k.x = k.set[0][0], k.y = k.set[0][1], k.dy = k.set[0][2], k.dx = k.set[0][3];
         k.w = alloc_floats(c), k.b = alloc_floats(c), k.rm = alloc_floats(c), k.rv = alloc_floats(c);
         k.dw = alloc_floats(c), k.db = alloc_floats(c);
         k.sm = malloc((size_t)c * sizeof(double)), k.si = malloc((size_t)c * sizeof(double));
-        if (!k.x || !k.y || !k.dy || !k.dx || !k.w || !k.b || !k.rm || !k.rv || !k.dw || !k.db ||
-            !k.sm || !k.si) {
+        if (!have_sets || !k.w || !k.b || !k.rm || !k.rv || !k.dw || !k.db || !k.sm || !k.si) {
             fprintf(stderr, "native_bench: cannot allocate buffers for %s\n", k.sh.text);
             return 1;
         }
@@ -554,6 +578,9 @@ int main(int argc, char **argv) {
             k.dy[j] = u - 0.5f;
             k.y[j] = k.dx[j] = 0.0f;
         }
+        for (int j = 1; j < sets; j++)
+            for (int b = 0; b < 4; b++)
+                memcpy(k.set[j][b], k.set[0][b], (size_t)total * sizeof(float));
         for (int64_t ch = 0; ch < c; ch++) {
             k.w[ch] = 1.0f + 0.001f * (float)ch, k.b[ch] = 0.01f * (float)ch;
             k.rm[ch] = 0.5f, k.rv[ch] = 0.75f;
@@ -607,7 +634,10 @@ int main(int argc, char **argv) {
                 fflush(stdout);
             }
         }
-        free(k.x), free(k.y), free(k.dy), free(k.dx), free(k.w), free(k.b), free(k.rm);
+        for (int j = 0; j < sets; j++)
+            for (int b = 0; b < 4; b++)
+                free(k.set[j][b]);
+        free(k.w), free(k.b), free(k.rm);
         free(k.rv), free(k.dw), free(k.db), free(k.sm), free(k.si);
     }
     return 0;

@@ -14,6 +14,7 @@
  * thread a range of channels; the re-read comes from the core's cache (a channel of the default
  * shapes is 50-524 KB, the L2 is 1 MiB):
  *   fused-pipelined    statistics of channel ch in lockstep with the normalize of channel ch-1
+ *   fused-pipelined-4rows  the same, four rows of each channel side by side
  *   fused-sequential   statistics of channel ch, then its normalize
  * They are the library's fused per-channel pass (normalize_moments) in its simplest form: no
  * weight, bias or running statistics, no fallbacks, no prefetching.
@@ -23,9 +24,11 @@
  *   read-channels-4rows  the same with four rows of a channel read side by side
  *
  * Rows go to stdout as `shape,threads,impl,median_ns` and a ratio to libbatchnorm's eval.
+ * With --sets K, x and y have K copies that successive calls take in turn (as in native_bench):
+ * with K copies bigger than the last-level cache, every call reads x from memory.
  *
- *   target/native/bench/native_train_bound [--threads T] [--rounds R] [SHAPE...]  (default:
- *   32x64x56x56 8x32x112x112 128x16x32x32 64x256x14x14), built by
+ *   target/native/bench/native_train_bound [--threads T] [--rounds R] [--sets K] [SHAPE...]
+ *   (default: 32x64x56x56 8x32x112x112 128x16x32x32 64x256x14x14), built by
  *   `cmake --build target/native --target native_train_bound` after a Maven build.
  * Needs AVX-512F and VL (it says so and exits 0 without them): the probes use the same lanes as
  * the library's AVX-512 kernels.
@@ -265,9 +268,11 @@ probe_finish(const probe_acc *a, double count, double *mean, double *alpha) {
 
 // x, y are (N,C,S); per thread a range of channels. Pipelined: the statistics of channel ch in
 // lockstep, 32 values at a time, with the normalize of channel ch-1 (cached since its statistics;
-// the library's fused_seg steps alike); otherwise the statistics of ch, then its normalize.
+// the library's fused_seg steps alike), a row at a time or, with rows4, four rows side by side;
+// otherwise the statistics of ch, then its normalize.
 __attribute__((target("avx512f,avx2,fma"))) static double
-fused(float *y, const float *x, int64_t n, int64_t c, int64_t s, int stream, int pipelined) {
+fused(float *y, const float *x, int64_t n, int64_t c, int64_t s, int stream, int pipelined,
+      int rows4) {
     double total = 0.0;
 #pragma omp parallel reduction(+ : total)
     {
@@ -277,15 +282,18 @@ fused(float *y, const float *x, int64_t n, int64_t c, int64_t s, int stream, int
         for (int64_t ch = c0; ch < c1 + pipelined; ch++) {
             probe_acc a = {0};
             if (pipelined) {
-                for (int64_t r = 0; r < n; r++) {
-                    const float *p = x + (r * c + ch) * s;
+                const int64_t step = rows4 ? 4 : 1;
+                for (int64_t r = 0; r < n; r += step) {
+                    const int64_t rows = n - r < step ? n - r : step;
                     for (int64_t i = 0; i < s; i += 32) {
                         int64_t len = s - i < 32 ? s - i : 32;
-                        if (ch < c1)
-                            probe_stats(&a, p + i, len);
-                        if (ch > c0)
-                            probe_norm(y + (r * c + ch - 1) * s + i, p - s + i, len, mean, alpha,
-                                       stream);
+                        for (int64_t j = 0; j < rows; j++) {
+                            const int64_t o = ((r + j) * c + ch) * s + i;
+                            if (ch < c1)
+                                probe_stats(&a, x + o, len);
+                            if (ch > c0)
+                                probe_norm(y + o - s, x + o - s, len, mean, alpha, stream);
+                        }
                     }
                 }
                 probe_finish(&a, (double)(n * s), &mean, &alpha);
@@ -303,7 +311,9 @@ fused(float *y, const float *x, int64_t n, int64_t c, int64_t s, int stream, int
     return total;
 }
 
-static void run_shape(const char *text, int threads, int rounds) {
+#define MAX_SETS 64
+
+static void run_shape(const char *text, int threads, int rounds, int sets) {
     long long dims[5];
     int rank = 0;
     const char *p = text;
@@ -322,17 +332,23 @@ static void run_shape(const char *text, int threads, int rounds) {
     for (int i = 2; i < rank; i++)
         s *= dims[i];
     size_t bytes = (size_t)(n * c * s) * sizeof(float);
-    float *x = aligned_alloc(64, bytes), *y = aligned_alloc(64, bytes);
+    float *xs[MAX_SETS], *ys[MAX_SETS];
+    int have_sets = 1;
+    for (int q = 0; q < sets; q++) {
+        xs[q] = aligned_alloc(64, bytes), ys[q] = aligned_alloc(64, bytes);
+        have_sets &= xs[q] != NULL && ys[q] != NULL;
+    }
     float *w = malloc((size_t)c * sizeof(float)), *b = malloc((size_t)c * sizeof(float));
     float *rm = malloc((size_t)c * sizeof(float)), *rv = malloc((size_t)c * sizeof(float));
     double *sm = malloc((size_t)c * sizeof(double)), *si = malloc((size_t)c * sizeof(double));
     double *acc = aligned_alloc(64, (size_t)(omp_get_max_threads() * c * 16) * sizeof(double));
-    if (!x || !y || !w || !b || !rm || !rv || !sm || !si || !acc) {
+    if (!have_sets || !w || !b || !rm || !rv || !sm || !si || !acc) {
         fprintf(stderr, "native_train_bound: out of memory for %s\n", text);
         exit(1);
     }
-    for (int64_t i = 0; i < n * c * s; i++)
-        x[i] = (float)(i % 1009) * 0.01f, y[i] = 0.0f;
+    for (int q = 0; q < sets; q++)
+        for (int64_t i = 0; i < n * c * s; i++)
+            xs[q][i] = (float)(i % 1009) * 0.01f, ys[q][i] = 0.0f;
     for (int64_t i = 0; i < c; i++)
         w[i] = 1.0f, b[i] = 0.0f, rm[i] = 0.0f, rv[i] = 1.0f;
     /* the library's rule (bn_make_rows), and rows that keep 32-byte alignment */
@@ -343,6 +359,7 @@ static void run_shape(const char *text, int threads, int rounds) {
         ONE_READ_CHANNELS,
         ONE_READ_ROWS,
         FUSED_PIPELINED,
+        FUSED_PIPELINED_4ROWS,
         FUSED_SEQUENTIAL,
         READ_MEMORY,
         READ_CHANNELS,
@@ -351,16 +368,19 @@ static void run_shape(const char *text, int threads, int rounds) {
     };
     static const char *names[IMPLS] = {
         "panama-batchnorm-c-eval", "panama-batchnorm-c-train", "one-read-channels",
-        "one-read-rows",           "fused-pipelined",          "fused-sequential",
+        "one-read-rows",           "fused-pipelined",          "fused-pipelined-4rows",
+        "fused-sequential",
         "read-memory-order",       "read-channels",            "read-channels-4rows"};
     static int64_t t[IMPLS][MAX_ROUNDS];
     volatile double sink = 0.0;
-    int calls = (int)(20000000 / (n * c * s)) + 2;
+    int calls = (int)(20000000 / (n * c * s)) + 2, next = 0;
     for (int r = -1; r < rounds; r++) /* round -1 warms up */
         for (int k = 0; k < IMPLS; k++) {
             int impl = (k + r + 1) % IMPLS; /* rotate, so no impl always follows the same one */
             int64_t t0 = now_ns();
             for (int i = 0; i < calls; i++) {
+                float *x = xs[next], *y = ys[next];
+                next = (next + 1) % sets;
                 if (impl == EVAL)
                     bn_forward_eval_f32(y, x, w, b, rm, rv, n, c, s, BN_LAYOUT_NCS, 1e-5);
                 else if (impl == TRAIN)
@@ -370,8 +390,10 @@ static void run_shape(const char *text, int threads, int rounds) {
                     sink += one_read_channels(y, x, n, c, s, stream);
                 else if (impl == ONE_READ_ROWS)
                     sink += one_read_rows(y, x, n, c, s, stream, acc);
-                else if (impl == FUSED_PIPELINED || impl == FUSED_SEQUENTIAL)
-                    sink += fused(y, x, n, c, s, stream, impl == FUSED_PIPELINED);
+                else if (impl == FUSED_PIPELINED || impl == FUSED_PIPELINED_4ROWS ||
+                         impl == FUSED_SEQUENTIAL)
+                    sink += fused(y, x, n, c, s, stream, impl != FUSED_SEQUENTIAL,
+                                  impl == FUSED_PIPELINED_4ROWS);
                 else
                     sink += read_walk(x, n, c, s,
                                       impl == READ_MEMORY     ? WALK_MEMORY
@@ -389,24 +411,30 @@ static void run_shape(const char *text, int threads, int rounds) {
     for (int k = 0; k < IMPLS; k++)
         printf("%s,%d,%s,%lld  (%.2fx eval)\n", text, threads, names[k], (long long)med[k],
                (double)med[k] / (double)med[EVAL]);
-    free(x), free(y), free(w), free(b), free(rm), free(rv), free(sm), free(si), free(acc);
+    for (int q = 0; q < sets; q++)
+        free(xs[q]), free(ys[q]);
+    free(w), free(b), free(rm), free(rv), free(sm), free(si), free(acc);
 }
 
 int main(int argc, char **argv) {
-    int threads = 2, rounds = 15, first_shape = argc;
+    int threads = 2, rounds = 15, sets = 1, first_shape = argc;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
             threads = atoi(argv[++i]);
         else if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc)
             rounds = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--sets") == 0 && i + 1 < argc)
+            sets = atoi(argv[++i]);
         else {
             first_shape = i;
             break;
         }
     }
-    if (threads < 1 || rounds < 1 || rounds > MAX_ROUNDS) {
-        fprintf(stderr, "usage: native_train_bound [--threads T] [--rounds 1..%d] [SHAPE...]\n",
-                MAX_ROUNDS);
+    if (threads < 1 || rounds < 1 || rounds > MAX_ROUNDS || sets < 1 || sets > MAX_SETS) {
+        fprintf(stderr,
+                "usage: native_train_bound [--threads T] [--rounds 1..%d] [--sets 1..%d] "
+                "[SHAPE...]\n",
+                MAX_ROUNDS, MAX_SETS);
         return 2;
     }
     __builtin_cpu_init();
@@ -416,14 +444,15 @@ int main(int argc, char **argv) {
     }
     bn_set_num_threads(threads);
     omp_set_num_threads(threads);
-    printf("# shape,threads,impl,median_ns; %d rounds, medians\n", rounds);
+    printf("# shape,threads,impl,median_ns; %d rounds, medians; %d set(s) of x and y\n", rounds,
+           sets);
     static const char *defaults[] = {"32x64x56x56", "8x32x112x112", "128x16x32x32",
                                      "64x256x14x14"};
     if (first_shape < argc)
         for (int i = first_shape; i < argc; i++)
-            run_shape(argv[i], threads, rounds);
+            run_shape(argv[i], threads, rounds, sets);
     else
         for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++)
-            run_shape(defaults[i], threads, rounds);
+            run_shape(defaults[i], threads, rounds, sets);
     return 0;
 }
