@@ -369,8 +369,8 @@ static void run_shape(const char *text, int threads, int rounds, int sets) {
     static const char *names[IMPLS] = {
         "panama-batchnorm-c-eval", "panama-batchnorm-c-train", "one-read-channels",
         "one-read-rows",           "fused-pipelined",          "fused-pipelined-4rows",
-        "fused-sequential",
-        "read-memory-order",       "read-channels",            "read-channels-4rows"};
+        "fused-sequential",        "read-memory-order",        "read-channels",
+        "read-channels-4rows"};
     static int64_t t[IMPLS][MAX_ROUNDS];
     volatile double sink = 0.0;
     int calls = (int)(20000000 / (n * c * s)) + 2, next = 0;
