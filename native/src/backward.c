@@ -146,12 +146,12 @@ int32_t bn_backward_train_f32(float *dx, float *dweight, float *dbias,
         int64_t per = bn_rows_per_block(n, s), nb = (n + per - 1) / per;
         a.states = bn_row_scratch(dx, dy, n * c * s, nb * c, (int64_t)sizeof(bn_partial));
         if (a.states) {
-            bn_op sums = {&a, NULL, bn_merge_sums, train_finalize_keep, NULL, NULL, NULL, NULL,
-                          train_reduce_rows};
+            bn_op sums = {.args = &a, .merge = bn_merge_sums, .finalize = train_finalize_keep,
+                          .reduce_rows = train_reduce_rows};
             bn_run_row_blocks(&sums, n, c, per, (bn_partial *)(a.states + nb * c), m * c);
         } else if (s < BN_TWO_PASS_MAX_S) {
-            bn_op sums = {&a, train_reduce, bn_merge_sums, train_finalize_keep, NULL,
-                          train_reduce_group, NULL, NULL, NULL};
+            bn_op sums = {.args = &a, .reduce = train_reduce, .merge = bn_merge_sums,
+                          .finalize = train_finalize_keep, .reduce_group = train_reduce_group};
             bn_run(&sums, c, s, m, m * c);
         }
         if (a.states || s < BN_TWO_PASS_MAX_S) {
@@ -160,8 +160,9 @@ int32_t bn_backward_train_f32(float *dx, float *dweight, float *dbias,
             return BN_OK;
         }
     }
-    bn_op op = {&a, train_reduce, bn_merge_sums, train_finalize, dx ? train_apply : NULL,
-                train_reduce_group, dx ? train_apply_group : NULL, NULL, NULL};
+    bn_op op = {.args = &a, .reduce = train_reduce, .merge = bn_merge_sums,
+                .finalize = train_finalize, .apply = dx ? train_apply : NULL,
+                .reduce_group = train_reduce_group, .apply_group = dx ? train_apply_group : NULL};
     bn_run(&op, c, s, m, m * c);
     return BN_OK;
 }
@@ -235,8 +236,8 @@ int32_t bn_backward_eval_f32(float *dx, float *dweight, float *dbias,
     eval_args a = {bn_kernels_select(), dx, dweight, dbias, dy, x, weight, running_mean,
                    running_var, s, bn_make_rows(n, c, s), eps};
     int sums = dweight != NULL || dbias != NULL;
-    bn_op op = {&a, sums ? eval_reduce : NULL, bn_merge_sums, eval_finalize,
-                sums ? NULL : eval_apply, NULL, NULL, NULL, NULL};
+    bn_op op = {.args = &a, .reduce = sums ? eval_reduce : NULL, .merge = bn_merge_sums,
+                .finalize = eval_finalize, .apply = sums ? NULL : eval_apply};
     bn_run(&op, c, s, m, m * c);
     return BN_OK;
 }

@@ -215,6 +215,17 @@ typedef struct {
     void (*grad_sums_rows)(bn_row_state *st, const float *dy, const float *x, int64_t s,
                            int64_t c, const double *mean);
     /*
+     * The fused training pass of bn_run_row_channels, on one channel whose n rows (stride
+     * apart) are cut into blocks of `rows`: when x != NULL, every row of block b added into
+     * st[b] (s, q as in moments_rows, d = x - k[b]; a lane order of its own); when p != NULL,
+     * the previous channel's rows at the same offsets (p, into q) normalized with constants kp,
+     * the bits of normalize_row, in the same walk. store is a BN_ROW_* mode; streamed stores
+     * are fenced. NULL when the kernels have no such pass.
+     */
+    void (*moments_rows_fused)(bn_row_state *st, float *q, const float *x, const double *k,
+                               const float *p, const union bn_row_consts *kp, int store,
+                               int64_t n, int64_t rows, int64_t s, int64_t stride);
+    /*
      * Whole operations on small tensors (bn_small), with the arguments of the API functions
      * (already validated, M >= 1, and M >= 2 for training): per-channel overhead dominates
      * there, so these take several channels at once. NULL when the kernels have no such path:
@@ -281,6 +292,11 @@ typedef struct {
     /* Optional, for bn_run_row_blocks: the partials of rows [r0, r1) (row block b) of every
      * channel, into out[0..c). */
     void (*reduce_rows)(const void *args, int64_t b, int64_t r0, int64_t r1, bn_partial *out);
+    /* Optional, for bn_run_row_channels: the partials of channel ch_reduce's row blocks into
+     * out[0..nb), and in the same walk the apply pass of channel ch_apply with constants co;
+     * either channel may be -1 (none). */
+    void (*reduce_apply_rows)(const void *args, int64_t ch_reduce, int64_t ch_apply,
+                              bn_coeffs co, bn_partial *out);
 } bn_op;
 
 /* Runs op over c channels of m values each (rows of s), on a team (bn_team_begin(work)) or on
@@ -313,6 +329,19 @@ BN_HIDDEN void bn_run_rows(const bn_row_op *op, int64_t n, int64_t c, int64_t s,
  */
 BN_HIDDEN void bn_run_row_blocks(const bn_op *op, int64_t n, int64_t c, int64_t rows_per_block,
                                  bn_partial *part, int64_t work);
+
+/*
+ * A training forward by channel over blocks of whole rows (bn_rows_per_block), each thread a
+ * contiguous range of channels: op->reduce_apply_rows reduces channel ch while it applies
+ * channel ch - 1 in the same walk, so each channel is read from memory once and is still in the
+ * core's cache when its apply pass comes; then ch's block partials are merged in block order
+ * and finalized. For rows of BN_ROW_CHANNELS_MIN_S to BN_ROW_CHANNELS_MAX_M values per channel
+ * (two channels fit a core's L2); part of the partials live on the stack.
+ */
+#define BN_ROW_CHANNELS_MIN_S 1024
+#define BN_ROW_CHANNELS_MAX_M 131072
+BN_HIDDEN void bn_run_row_channels(const bn_op *op, int64_t n, int64_t c, int64_t rows,
+                                   int64_t work);
 
 /* Rows per block of bn_run_row_blocks for rows of s values: at most BN_BLOCK values of a
  * channel per block (the accuracy bound of one-pass moments), and at least 8 blocks when there

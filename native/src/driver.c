@@ -10,7 +10,9 @@
  *    shared out instead; partials go to a fixed-size array and are merged in block order by one
  *    thread, then the apply pass uses the same static split so each thread meets its own blocks.
  * And two in memory order, one contiguous span per thread: reductions over blocks of whole rows
- * (bn_run_row_blocks, for short rows) and elementwise passes (bn_run_rows).
+ * (bn_run_row_blocks, for short rows) and elementwise passes (bn_run_rows). And one more by
+ * channel, over blocks of whole rows with the apply fused in (bn_run_row_channels), whose
+ * reduction tree is its own: a shape that takes it always does.
  */
 #include <omp.h>
 #include <stdatomic.h>
@@ -211,6 +213,15 @@ static void run_small(const bn_op *op, int64_t c, int64_t m) {
             op->apply(op->args, ch, 0, m, co[ch]);
 }
 
+/* Inside a parallel region: the contiguous share of c channels that schedule(static) would give
+ * this thread. */
+static void channel_share(int64_t c, int64_t *c0, int64_t *c1) {
+    int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+    int64_t q = c / nt, r = c % nt;
+    *c0 = t * q + (t < r ? t : r);
+    *c1 = *c0 + q + (t < r ? 1 : 0);
+}
+
 static void run(const bn_op *op, int64_t c, int64_t s, int64_t m, int threads) {
     if (threads <= 1 && c <= BN_SPLIT_MAX_CHANNELS && m <= BN_BLOCK) {
         run_small(op, c, m);
@@ -225,10 +236,8 @@ static void run(const bn_op *op, int64_t c, int64_t s, int64_t m, int threads) {
     if (c % threads == 0 || c >= 8 * (int64_t)threads || c > BN_SPLIT_MAX_CHANNELS) {
 #pragma omp parallel num_threads(threads)
         {
-            /* the contiguous share schedule(static) would give this thread */
-            int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-            int64_t q = c / nt, r = c % nt;
-            int64_t c0 = t * q + (t < r ? t : r), c1 = c0 + q + (t < r ? 1 : 0);
+            int64_t c0, c1;
+            channel_share(c, &c0, &c1);
             run_range(op, c0, c1, m, g);
         }
         return;
@@ -281,6 +290,38 @@ void bn_run_row_blocks(const bn_op *op, int64_t n, int64_t c, int64_t rows, bn_p
 #pragma omp for schedule(static)
             for (int64_t ch = 0; ch < c; ch++)
                 row_blocks_finish(op, c, nb, ch, part);
+        }
+    }
+    bn_team_end(threads);
+}
+
+/* Channels [c0, c1) of bn_run_row_channels on the calling thread: the walk of channel ch
+ * reduces ch and applies ch - 1. */
+static void row_channels(const bn_op *op, int64_t c0, int64_t c1, int64_t nb) {
+    bn_partial part[BN_ROW_CHANNELS_MAX_M / BN_ROW_CHANNELS_MIN_S];
+    bn_coeffs co = {0.0, 0.0, 0.0, 0.0};
+    for (int64_t ch = c0; ch <= c1 && c0 < c1; ch++) {
+        op->reduce_apply_rows(op->args, ch < c1 ? ch : -1, ch > c0 ? ch - 1 : -1, co, part);
+        if (ch == c1)
+            break;
+        bn_partial acc = zero_partial();
+        for (int64_t b = 0; b < nb; b++)
+            acc = op->merge(acc, part[b]);
+        co = op->finalize(op->args, ch, acc);
+    }
+}
+
+void bn_run_row_channels(const bn_op *op, int64_t n, int64_t c, int64_t rows, int64_t work) {
+    int64_t nb = (n + rows - 1) / rows;
+    int threads = bn_team_begin(work);
+    if (threads <= 1) {
+        row_channels(op, 0, c, nb);
+    } else {
+#pragma omp parallel num_threads(threads)
+        {
+            int64_t c0, c1;
+            channel_share(c, &c0, &c1);
+            row_channels(op, c0, c1, nb);
         }
     }
     bn_team_end(threads);

@@ -17,6 +17,10 @@ typedef struct {
     /* the memory-order statistics pass: per (row block, channel) states and block origins */
     bn_row_state *states;
     double *origins;
+    /* rows per block of the row-block statistics (bn_rows_per_block), and the normalize's
+     * BN_ROW_* store mode */
+    int64_t rows;
+    int store;
 } train_args;
 
 /* The shift of a channel's moments: its first value, or 0 when that is not finite. */
@@ -55,6 +59,24 @@ static void train_reduce_group(const void *p, int64_t ch, int64_t g, int64_t sta
         out[j].mo = mo[j];
 }
 
+/* A row block's origin: its first value, or the channel's shift when that is not finite. */
+static double block_origin(float first, const float *channel) {
+    return isfinite(first) ? (double)first : channel_shift(channel);
+}
+
+/* A row block's moments about its channel's shift, from its state about origin k: len values
+ * from flat index start of channel ch. */
+static bn_moments row_block_moments(const train_args *a, int64_t ch, int64_t start, int64_t len,
+                                    const bn_row_state *st, double k) {
+    double shift = channel_shift(a->x + ch * a->s);
+    double sd = bn_fold4(st->s), sq = bn_fold4(st->q);
+    bn_moments m = {(double)len, sd + (double)len * (k - shift), sq - sd * (sd / (double)len)};
+    /* a NaN or infinity in the block: the block kernel gives the channel its NaN */
+    if (!isfinite(m.sum) || !isfinite(m.m2))
+        m = a->k->moments(a->x + ch * a->s, a->v, start, len, shift);
+    return m;
+}
+
 /*
  * Rows [r0, r1) of every channel (row block b) in memory order: per channel, the deviations from
  * the block's first value (its origin, as in the block kernels' one-pass moments), then the
@@ -68,20 +90,40 @@ static void train_reduce_rows(const void *p, int64_t b, int64_t r0, int64_t r1,
     bn_row_state *st = a->states + b * c;
     double *k = a->origins + b * c;
     for (int64_t ch = 0; ch < c; ch++) {
-        float first = a->x[(r0 * c + ch) * s];
-        k[ch] = isfinite(first) ? (double)first : channel_shift(a->x + ch * s);
+        k[ch] = block_origin(a->x[(r0 * c + ch) * s], a->x + ch * s);
         st[ch] = (bn_row_state){{0.0}, {0.0}};
     }
     a->k->moments_rows(st, a->x + r0 * c * s, r1 - r0, s, c, k);
-    for (int64_t ch = 0; ch < c; ch++) {
-        double shift = channel_shift(a->x + ch * s);
-        double sd = bn_fold4(st[ch].s), sq = bn_fold4(st[ch].q);
-        bn_moments m = {(double)len, sd + (double)len * (k[ch] - shift),
-                        sq - sd * (sd / (double)len)};
-        /* a NaN or infinity in the block: the block kernel gives the channel its NaN */
-        if (!isfinite(m.sum) || !isfinite(m.m2))
-            m = a->k->moments(a->x + ch * s, a->v, r0 * s, len, shift);
-        out[ch].mo = m;
+    for (int64_t ch = 0; ch < c; ch++)
+        out[ch].mo = row_block_moments(a, ch, r0 * s, len, &st[ch], k[ch]);
+}
+
+/*
+ * The statistics of channel ch_reduce by row blocks (the blocks and origins of
+ * train_reduce_rows), and in the same walk the normalize of channel ch_apply, for
+ * bn_run_row_channels. In place too: the walk reads channel ch_reduce and writes ch_apply.
+ */
+// x, y are (N,C,S); out is (nb)
+static void train_reduce_apply_rows(const void *p, int64_t ch_reduce, int64_t ch_apply,
+                                    bn_coeffs co, bn_partial *out) {
+    const train_args *a = p;
+    bn_row_state st[BN_ROW_CHANNELS_MAX_M / BN_ROW_CHANNELS_MIN_S];
+    double k[BN_ROW_CHANNELS_MAX_M / BN_ROW_CHANNELS_MIN_S];
+    int64_t s = a->s, n = a->m / s, rows = a->rows, nb = (n + rows - 1) / rows;
+    const float *x = ch_reduce < 0 ? NULL : a->x + ch_reduce * s;
+    for (int64_t b = 0; x && b < nb; b++) {
+        k[b] = block_origin(x[b * rows * a->v.stride], x);
+        st[b] = (bn_row_state){{0.0}, {0.0}};
+    }
+    bn_row_consts kp;
+    if (ch_apply >= 0)
+        kp.norm = bn_norm_make(co);
+    a->k->moments_rows_fused(st, ch_apply < 0 ? NULL : a->y + ch_apply * s, x, k,
+                             ch_apply < 0 ? NULL : a->x + ch_apply * s, &kp, a->store, n, rows,
+                             s, a->v.stride);
+    for (int64_t b = 0; x && b < nb; b++) {
+        int64_t r0 = b * rows, r1 = r0 + rows < n ? r0 + rows : n;
+        out[b].mo = row_block_moments(a, ch_reduce, r0 * s, (r1 - r0) * s, &st[b], k[b]);
     }
 }
 
@@ -213,7 +255,22 @@ int32_t bn_forward_train_f32(float *y, double *save_mean, double *save_invstd,
         return BN_OK;
     }
     train_args a = {k, y, save_mean, save_invstd, running_mean, running_var,
-                    x, weight, bias, s, m, bn_make_rows(n, c, s), eps, factor, c, NULL, NULL};
+                    x, weight, bias, s, m, bn_make_rows(n, c, s), eps, factor, c, NULL, NULL,
+                    bn_rows_per_block(n, s), bn_row_store(n, c, s)};
+    /*
+     * Long rows in outputs too big to stay in cache, with channels of which two fit a core's
+     * L2: by channel, each channel's rows read from memory once, four of them side by side
+     * (bn_run_row_channels). Against the two passes below, on (32,64,56,56), 2 threads:
+     * 0.82-0.86 of the time with x in memory, 0.89-0.96 with x in the L3 (docs/DESIGN.md).
+     * Smaller outputs stay in cache, where the two passes measured faster (1.06-1.4x).
+     */
+    if (k->moments_rows_fused && s >= BN_ROW_CHANNELS_MIN_S && s < BN_FUSED_MIN_S &&
+        m <= BN_ROW_CHANNELS_MAX_M && a.store == BN_ROW_STREAM) {
+        bn_op fused = {.args = &a, .merge = bn_merge_moments, .finalize = train_finalize,
+                       .reduce_apply_rows = train_reduce_apply_rows};
+        bn_run_row_channels(&fused, n, c, a.rows, m * c);
+        return BN_OK;
+    }
     /*
      * Two passes in memory order: the statistics over blocks of whole rows
      * (bn_run_row_blocks), then the normalize pass from the saved statistics. Measured faster
@@ -225,7 +282,7 @@ int32_t bn_forward_train_f32(float *y, double *save_mean, double *save_invstd,
      * groups, and long rows the fused pass, the best of what remains.
      */
     if (save_mean && save_invstd && s >= BN_RUN_MIN_S && s < BN_FUSED_MIN_S) {
-        int64_t rows = bn_rows_per_block(n, s), nb = (n + rows - 1) / rows;
+        int64_t rows = a.rows, nb = (n + rows - 1) / rows;
         /* the states of a block should stay in L2: at most a window of channels */
         bn_row_state *states =
             c > BN_WINDOW ? NULL
@@ -235,12 +292,12 @@ int32_t bn_forward_train_f32(float *y, double *save_mean, double *save_invstd,
             bn_partial *part = (bn_partial *)(states + nb * c);
             a.states = states;
             a.origins = (double *)(part + nb * c);
-            bn_op stats = {&a, NULL, bn_merge_moments, train_finalize, NULL, NULL, NULL, NULL,
-                           train_reduce_rows};
+            bn_op stats = {.args = &a, .merge = bn_merge_moments, .finalize = train_finalize,
+                           .reduce_rows = train_reduce_rows};
             bn_run_row_blocks(&stats, n, c, rows, part, m * c);
         } else if (s < BN_TWO_PASS_MAX_S) {
-            bn_op stats = {&a, train_reduce, bn_merge_moments, train_finalize, NULL,
-                           train_reduce_group, NULL, NULL, NULL};
+            bn_op stats = {.args = &a, .reduce = train_reduce, .merge = bn_merge_moments,
+                           .finalize = train_finalize, .reduce_group = train_reduce_group};
             bn_run(&stats, c, s, m, m * c);
         }
         if (states || s < BN_TWO_PASS_MAX_S) {
@@ -248,8 +305,10 @@ int32_t bn_forward_train_f32(float *y, double *save_mean, double *save_invstd,
             return BN_OK;
         }
     }
-    bn_op op = {&a, train_reduce, bn_merge_moments, train_finalize, train_apply,
-                train_reduce_group, train_apply_group, train_reduce_apply, NULL};
+    bn_op op = {.args = &a, .reduce = train_reduce, .merge = bn_merge_moments,
+                .finalize = train_finalize, .apply = train_apply,
+                .reduce_group = train_reduce_group, .apply_group = train_apply_group,
+                .reduce_apply = train_reduce_apply};
     bn_run(&op, c, s, m, m * c);
     return BN_OK;
 }
@@ -317,7 +376,8 @@ int32_t bn_forward_eval_f32(float *y,
         normalize_memory_order(k, y, x, n, c, s, eval_coeffs, &a, work);
         return BN_OK;
     }
-    bn_op op = {&a, NULL, NULL, eval_finalize, eval_apply, NULL, eval_apply_group, NULL, NULL};
+    bn_op op = {.args = &a, .finalize = eval_finalize, .apply = eval_apply,
+                .apply_group = eval_apply_group};
     bn_run(&op, c, s, m, work);
     return BN_OK;
 }

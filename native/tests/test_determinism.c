@@ -112,6 +112,8 @@ int main(void) {
         {300, 64, 49},    /* a shorter last row block */
         {256, 96, 196},
         {360, 256, 47},   /* past 16 MiB with rows of 47: normalize streams lines across channels */
+        {16, 70, 4000},   /* past 16 MiB, rows of 1024-8191: by channel, four rows side by side */
+        {19, 150, 1501},  /* the same in row blocks of two, rows off 32-byte boundaries */
     };
     rng r = {7};
     for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {

@@ -384,17 +384,18 @@ static void test_eps_zero_constant_channel(void) {
  * every schedule of the short-row training passes (memory-order reductions out of place,
  * channel groups in place), with one thread and with two.
  */
-static void test_non_finite(void) {
-    shape sh = {64, 300, 49};
+static void test_non_finite(shape sh) {
     int64_t total = sh.n * sh.c * sh.s, c = sh.c;
     float *x = floats(total), *x0 = floats(total), *y = floats(total), *dy = floats(total),
           *dx = floats(total);
     double *sm = malloc((size_t)c * sizeof(double)), *si = malloc((size_t)c * sizeof(double));
     fill_x(x0, sh, 1);
     fill(dy, total, -1.0, 1.0);
-    x0[(5 * c + 7) * sh.s + 3] = NAN;            /* channel 7, inside a row block */
-    x0[(16 * c + 8) * sh.s] = INFINITY;          /* channel 8, first value of a row block */
-    x0[(63 * c + 299) * sh.s + 48] = -INFINITY;  /* the last value of the tensor */
+    /* channel 7 inside a row block, channel 8 at the first value of one (its origin; n / 2
+     * starts a block for both shapes tested), and the last value of the tensor */
+    x0[((sh.n / 3) * c + 7) * sh.s + 3] = NAN;
+    x0[((sh.n / 2) * c + 8) * sh.s] = INFINITY;
+    x0[total - 1] = -INFINITY;
     for (int threads = 1; threads <= 2; threads++)
         for (int inplace = 0; inplace <= 1; inplace++) {
             bn_set_num_threads(threads);
@@ -406,7 +407,7 @@ static void test_non_finite(void) {
                                         BN_LAYOUT_NCS);
             CHECK(st == BN_OK, "non-finite status %d", st);
             for (int64_t ch = 0; ch < c; ch++) {
-                int bad = ch == 7 || ch == 8 || ch == 299;
+                int bad = ch == 7 || ch == 8 || ch == c - 1;
                 long double mean, var;
                 ref_stats(x0, sh, ch, &mean, &var);
                 if (bad) {
@@ -488,8 +489,17 @@ int main(void) {
     test_forward_train(lines, 0, 31u, 1e-3, 0.37, 1);
     test_forward_eval(lines, 1, 3u, 1e-5, 0);
     test_forward_eval(lines, 0, 3u, 1e-5, 1);
+    /* Past 16 MiB with rows of 1024 to 8191 values, training by channel with four rows side by
+     * side: aligned rows, and rows of 1501 values (rows off 32-byte boundaries, ending in part
+     * of a vector) in row blocks of two with a shorter last one. */
+    shape rows4 = {16, 70, 4000}, blocks = {19, 150, 1501};
+    test_forward_train(rows4, 1, 31u, 1e-5, 0.1, 0);
+    test_forward_train(rows4, 0, 31u, 1e-3, 0.37, 1);
+    test_forward_train(blocks, 1, 31u, 1e-5, 0.1, 0);
+    test_forward_train(blocks, 2, 31u, 1e-5, 1.0, 1);
     test_eps_zero_constant_channel();
-    test_non_finite();
+    test_non_finite((shape){64, 300, 49});
+    test_non_finite(rows4);
     printf("worst err/tol ratio: %.3g\n", g_worst);
     return finish("test_reference");
 }
