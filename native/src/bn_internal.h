@@ -335,11 +335,12 @@ BN_HIDDEN void bn_run_row_blocks(const bn_op *op, int64_t n, int64_t c, int64_t 
  * contiguous range of channels: op->reduce_apply_rows reduces channel ch while it applies
  * channel ch - 1 in the same walk, so each channel is read from memory once and is still in the
  * core's cache when its apply pass comes; then ch's block partials are merged in block order
- * and finalized. For rows of BN_ROW_CHANNELS_MIN_S to BN_ROW_CHANNELS_MAX_M values per channel
- * (two channels fit a core's L2); part of the partials live on the stack.
+ * and finalized. For rows of at least BN_ROW_CHANNELS_MIN_S values and channels of at most
+ * BN_ROW_CHANNELS_MAX_M: their row blocks' states and partials live on the stack (48 KiB at
+ * most, BN_ROW_CHANNELS_MAX_M / BN_ROW_CHANNELS_MIN_S blocks).
  */
 #define BN_ROW_CHANNELS_MIN_S 1024
-#define BN_ROW_CHANNELS_MAX_M 131072
+#define BN_ROW_CHANNELS_MAX_M 524288
 BN_HIDDEN void bn_run_row_channels(const bn_op *op, int64_t n, int64_t c, int64_t rows,
                                    int64_t work);
 

@@ -258,11 +258,13 @@ int32_t bn_forward_train_f32(float *y, double *save_mean, double *save_invstd,
                     x, weight, bias, s, m, bn_make_rows(n, c, s), eps, factor, c, NULL, NULL,
                     bn_rows_per_block(n, s), bn_row_store(n, c, s)};
     /*
-     * Long rows in outputs too big to stay in cache, with channels of which two fit a core's
-     * L2: by channel, each channel's rows read from memory once, four of them side by side
-     * (bn_run_row_channels). Against the two passes below, on (32,64,56,56), 2 threads:
-     * 0.82-0.86 of the time with x in memory, 0.89-0.96 with x in the L3 (docs/DESIGN.md).
-     * Smaller outputs stay in cache, where the two passes measured faster (1.06-1.4x).
+     * Long rows in outputs too big to stay in cache: by channel, each channel read from memory
+     * once, four of its rows side by side, while the channel before it is normalized from the
+     * core's cache (bn_run_row_channels). Against the two passes below, 2 threads: 0.81-0.86 of
+     * the time on (32,64,56,56) with x in memory, 0.90-0.98 with x in the L3; 0.81-0.91 on
+     * channels past the L2 ((64,64,56,56), (128,64,56,56), (64,64,64,64)). Outputs that stay
+     * in cache measured 1.06-1.4x slower this way, rows of 196-784 values 1.04-2.2x
+     * (docs/DESIGN.md).
      */
     if (k->moments_rows_fused && s >= BN_ROW_CHANNELS_MIN_S && s < BN_FUSED_MIN_S &&
         m <= BN_ROW_CHANNELS_MAX_M && a.store == BN_ROW_STREAM) {
@@ -277,9 +279,9 @@ int32_t bn_forward_train_f32(float *y, double *save_mean, double *save_invstd,
      * than every per-channel schedule for rows below BN_FUSED_MIN_S values: 1.25-1.5x against
      * channel groups on short rows (their two passes walk memory in short strided pieces), and
      * 1.0-1.35x against the fused per-channel pass on (32,64,56,56) and (128,16,32,32), 2
-     * threads (noisy); on rows of 12544 values the fused pass was 1.1x faster. When y has no room for
-     * the statistics pass's state (in place), short rows take their statistics by channel
-     * groups, and long rows the fused pass, the best of what remains.
+     * threads (noisy); on rows of 12544 values the fused pass was 1.1x faster. When y has no
+     * room for the statistics pass's state (in place), short rows take their statistics by
+     * channel groups, and long rows the fused pass, the best of what remains.
      */
     if (save_mean && save_invstd && s >= BN_RUN_MIN_S && s < BN_FUSED_MIN_S) {
         int64_t rows = a.rows, nb = (n + rows - 1) / rows;

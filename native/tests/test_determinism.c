@@ -114,6 +114,7 @@ int main(void) {
         {360, 256, 47},   /* past 16 MiB with rows of 47: normalize streams lines across channels */
         {16, 70, 4000},   /* past 16 MiB, rows of 1024-8191: by channel, four rows side by side */
         {19, 150, 1501},  /* the same in row blocks of two, rows off 32-byte boundaries */
+        {255, 17, 2056},  /* the same with the most row blocks it takes (255) */
     };
     rng r = {7};
     for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {

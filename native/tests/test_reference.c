@@ -497,6 +497,7 @@ int main(void) {
     test_forward_train(rows4, 0, 31u, 1e-3, 0.37, 1);
     test_forward_train(blocks, 1, 31u, 1e-5, 0.1, 0);
     test_forward_train(blocks, 2, 31u, 1e-5, 1.0, 1);
+    test_forward_train((shape){255, 17, 2056}, 1, 31u, 1e-5, 0.1, 0); /* the most row blocks */
     test_eps_zero_constant_channel();
     test_non_finite((shape){64, 300, 49});
     test_non_finite(rows4);
