@@ -930,12 +930,15 @@ static void moments_rows(bn_row_state *st, const float *x, int64_t rows, int64_t
 /*
  * nr <= 4 runs of s values (run j at x + off[j]) added into st[j] about k[j], in lockstep; when
  * q != NULL, the values at the same offsets of p normalized into q with constants nk (float form)
- * in the same loop, stores streamed when asked (q + off[j] then 32-byte aligned).
+ * in the same loop, stores streamed when asked. The normalize of run j runs h[j] values ahead of
+ * its statistics, h[j] < 8 taking q + off[j] + h[j] to a 32-byte boundary for the streamed
+ * stores; its first h[j] values and its last few go through a scalar loop (the same formula).
  */
 static inline __attribute__((always_inline)) void
 runs_lockstep(bn_row_state *st, float *q, const float *x, const double *k, const float *p,
               const bn_norm *nk, int stream, const int64_t *off, int nr, int64_t s) {
     moment_vec as[4], aq[4], kv[4], zero;
+    int64_t h[4] = {0, 0, 0, 0};
     __m256 mh = _mm256_setzero_ps(), ml = mh, al = mh, be = mh;
     if (q) {
         mh = _mm256_set1_ps(nk->mh), ml = _mm256_set1_ps(nk->ml);
@@ -946,15 +949,18 @@ runs_lockstep(bn_row_state *st, float *q, const float *x, const double *k, const
         row_load(st[j].s, &as[j], &zero);
         row_load(st[j].q, &aq[j], &zero);
         kv[j] = moment_set1(k[j]);
+        if (q && stream)
+            h[j] = (int64_t)((32 - ((uintptr_t)(q + off[j]) & 31)) & 31) / 4;
     }
     int64_t i = 0;
-    for (; i + LOCKSTEP <= s; i += LOCKSTEP) {
+    for (; i + 2 * LOCKSTEP <= s; i += LOCKSTEP) {
 #pragma GCC unroll 4
         for (int j = 0; j < nr; j++) {
             LOCKSTEP_ADD(x + off[j] + i, kv[j], as[j], aq[j]);
             if (q) {
-                __m256 d = _mm256_sub_ps(_mm256_sub_ps(_mm256_loadu_ps(p + off[j] + i), mh), ml);
-                store8(q + off[j] + i, _mm256_fmadd_ps(d, al, be), stream);
+                int64_t e = off[j] + h[j] + i;
+                __m256 d = _mm256_sub_ps(_mm256_sub_ps(_mm256_loadu_ps(p + e), mh), ml);
+                store8(q + e, _mm256_fmadd_ps(d, al, be), stream);
             }
         }
     }
@@ -970,7 +976,9 @@ runs_lockstep(bn_row_state *st, float *q, const float *x, const double *k, const
         }
         row_store(st[j].s, as[j], moment_zero());
         row_store(st[j].q, aq[j], moment_zero());
-        for (e = i; q && e < s; e++)
+        for (e = 0; q && e < h[j]; e++)
+            q[off[j] + e] = fmaf((p[off[j] + e] - nk->mh) - nk->ml, nk->af, nk->bf);
+        for (e = i + h[j]; q && e < s; e++)
             q[off[j] + e] = fmaf((p[off[j] + e] - nk->mh) - nk->ml, nk->af, nk->bf);
     }
 }
@@ -981,10 +989,8 @@ static void moments_rows_fused(bn_row_state *st, float *q, const float *x, const
                                int64_t rows, int64_t s, int64_t stride) {
     int64_t nb = (n + rows - 1) / rows;
     int stream = store != BN_ROW_CACHED;
-    /* the normalize goes through the lockstep loop when its float constants serve and, when
-     * streaming, every row is 32-byte aligned; else through normalize_row */
-    int apart = p && (!x || !kp->norm.fast ||
-                      (stream && (((uintptr_t)q & 31) != 0 || (stride & 7) != 0)));
+    /* the normalize alone, or with constants the float lanes cannot use: normalize_row */
+    int apart = p && (!x || !kp->norm.fast);
     for (int64_t b0 = 0; b0 < nb; b0 += 4) {
         int64_t blocks = nb - b0 < 4 ? nb - b0 : 4;
         for (int64_t i = 0; i < rows; i++) {
