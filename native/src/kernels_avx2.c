@@ -930,15 +930,16 @@ static void moments_rows(bn_row_state *st, const float *x, int64_t rows, int64_t
 /*
  * nr <= 4 runs of s values (run j at x + off[j]) added into st[j] about k[j], in lockstep; when
  * q != NULL, the values at the same offsets of p normalized into q with constants nk (float form)
- * in the same loop, stores streamed when asked. The normalize of run j runs h[j] values ahead of
- * its statistics, h[j] < 8 taking q + off[j] + h[j] to a 32-byte boundary for the streamed
- * stores; its first h[j] values and its last few go through a scalar loop (the same formula).
+ * in the same loop, stores streamed when asked. The normalize runs h values ahead of the
+ * statistics (h < 8 takes every q + off[j] + h to a 32-byte boundary, for the streamed stores);
+ * each run's first h values and its last few go through a scalar loop (the same formula).
  */
 static inline __attribute__((always_inline)) void
 runs_lockstep(bn_row_state *st, float *q, const float *x, const double *k, const float *p,
-              const bn_norm *nk, int stream, const int64_t *off, int nr, int64_t s) {
+              const bn_norm *nk, int stream, const int64_t *off, int nr, int64_t s, int64_t h) {
     moment_vec as[4], aq[4], kv[4], zero;
-    int64_t h[4] = {0, 0, 0, 0};
+    const float *ph = q ? p + h : NULL;
+    float *qh = q ? q + h : NULL;
     __m256 mh = _mm256_setzero_ps(), ml = mh, al = mh, be = mh;
     if (q) {
         mh = _mm256_set1_ps(nk->mh), ml = _mm256_set1_ps(nk->ml);
@@ -949,18 +950,15 @@ runs_lockstep(bn_row_state *st, float *q, const float *x, const double *k, const
         row_load(st[j].s, &as[j], &zero);
         row_load(st[j].q, &aq[j], &zero);
         kv[j] = moment_set1(k[j]);
-        if (q && stream)
-            h[j] = (int64_t)((32 - ((uintptr_t)(q + off[j]) & 31)) & 31) / 4;
     }
     int64_t i = 0;
-    for (; i + 2 * LOCKSTEP <= s; i += LOCKSTEP) {
+    for (; i + LOCKSTEP + h <= s; i += LOCKSTEP) {
 #pragma GCC unroll 4
         for (int j = 0; j < nr; j++) {
             LOCKSTEP_ADD(x + off[j] + i, kv[j], as[j], aq[j]);
             if (q) {
-                int64_t e = off[j] + h[j] + i;
-                __m256 d = _mm256_sub_ps(_mm256_sub_ps(_mm256_loadu_ps(p + e), mh), ml);
-                store8(q + e, _mm256_fmadd_ps(d, al, be), stream);
+                __m256 d = _mm256_sub_ps(_mm256_sub_ps(_mm256_loadu_ps(ph + off[j] + i), mh), ml);
+                store8(qh + off[j] + i, _mm256_fmadd_ps(d, al, be), stream);
             }
         }
     }
@@ -976,9 +974,17 @@ runs_lockstep(bn_row_state *st, float *q, const float *x, const double *k, const
         }
         row_store(st[j].s, as[j], moment_zero());
         row_store(st[j].q, aq[j], moment_zero());
-        for (e = 0; q && e < h[j]; e++)
+        if (!q)
+            continue;
+        /* whole vectors stream on: a regular store into a line the loop streams to costs the
+         * line's read from memory (12-15% of the pass when every row ended in one) */
+        for (e = i + h; e + 8 <= s; e += 8) {
+            __m256 d = _mm256_sub_ps(_mm256_sub_ps(_mm256_loadu_ps(p + off[j] + e), mh), ml);
+            store8(q + off[j] + e, _mm256_fmadd_ps(d, al, be), stream);
+        }
+        for (; e < s; e++)
             q[off[j] + e] = fmaf((p[off[j] + e] - nk->mh) - nk->ml, nk->af, nk->bf);
-        for (e = i + h[j]; q && e < s; e++)
+        for (e = 0; e < h; e++)
             q[off[j] + e] = fmaf((p[off[j] + e] - nk->mh) - nk->ml, nk->af, nk->bf);
     }
 }
@@ -989,8 +995,11 @@ static void moments_rows_fused(bn_row_state *st, float *q, const float *x, const
                                int64_t rows, int64_t s, int64_t stride) {
     int64_t nb = (n + rows - 1) / rows;
     int stream = store != BN_ROW_CACHED;
-    /* the normalize alone, or with constants the float lanes cannot use: normalize_row */
-    int apart = p && (!x || !kp->norm.fast);
+    /* values before the rows' first 32-byte-aligned output, the same in every row */
+    int64_t h = stream ? (int64_t)((32 - ((uintptr_t)q & 31)) & 31) / 4 : 0;
+    /* the normalize alone, with constants the float lanes cannot use, or with rows at
+     * different alignments: normalize_row */
+    int apart = p && (!x || !kp->norm.fast || (stream && (stride & 7) != 0));
     for (int64_t b0 = 0; b0 < nb; b0 += 4) {
         int64_t blocks = nb - b0 < 4 ? nb - b0 : 4;
         for (int64_t i = 0; i < rows; i++) {
@@ -1002,15 +1011,19 @@ static void moments_rows_fused(bn_row_state *st, float *q, const float *x, const
                 if (apart)
                     normalize_row(q + off[j], p + off[j], s, 0, s, kp, store);
             }
-            float *qn = apart ? NULL : q;
             if (!x)
                 continue;
-            if (live == 4)
-                runs_lockstep(&st[b0], qn, x, &k[b0], p, &kp->norm, stream, off, 4, s);
+            /* each case its own loop: no tests of q or stream inside it */
+            if (live == 4 && (apart || !p))
+                runs_lockstep(&st[b0], NULL, x, &k[b0], NULL, NULL, 0, off, 4, s, 0);
+            else if (live == 4 && stream)
+                runs_lockstep(&st[b0], q, x, &k[b0], p, &kp->norm, 1, off, 4, s, h);
+            else if (live == 4)
+                runs_lockstep(&st[b0], q, x, &k[b0], p, &kp->norm, 0, off, 4, s, 0);
             else
                 for (int j = 0; j < live; j++)
-                    runs_lockstep(&st[b0 + j], qn, x, &k[b0 + j], p, &kp->norm, stream, &off[j],
-                                  1, s);
+                    runs_lockstep(&st[b0 + j], apart ? NULL : q, x, &k[b0 + j], p, &kp->norm,
+                                  stream, &off[j], 1, s, h);
         }
     }
     if (p && stream)
