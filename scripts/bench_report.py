@@ -221,7 +221,8 @@ def print_targets(rows):
     print("  Under a MISS, the roofline: `vs roof` of ours, our best and the reference, and the `vs roof` ours")
     print("  would need; above 1.00 the target asks for more than moving the op's bytes (bounded by memory),")
     print("  above 0.90 for about as much. Under a forward_train MISS, the floor of a training forward")
-    print("  that reads x twice (statistics, then normalize, as ours does): a read of x plus a copy; under")
+    print("  that reads x twice (statistics, then normalize, as ours does but on rows of 1024-8191 values")
+    print("  in outputs of 16 MiB and more, which it reads once): a read of x plus a copy; under")
     print("  a backward MISS, the floor of a backward that reads dy and x twice (sums, then dx, as ours")
     print("  does): a read2 plus an add.")
     tally = {"PASS": 0, "MISS": 0, "skipped": 0}
