@@ -219,12 +219,12 @@ typedef struct {
      * apart) are cut into blocks of `rows`: when x != NULL, every row of block b added into
      * st[b] (s, q as in moments_rows, d = x - k[b]; a lane order of its own); when p != NULL,
      * the previous channel's rows at the same offsets (p, into q) normalized with constants kp,
-     * the bits of normalize_row, in the same walk. store is a BN_ROW_* mode; streamed stores
-     * are fenced. NULL when the kernels have no such pass.
+     * the bits of normalize_row, in the same walk, with streamed (and fenced) stores: the
+     * schedule takes outputs too big for the cache. NULL when the kernels have no such pass.
      */
     void (*moments_rows_fused)(bn_row_state *st, float *q, const float *x, const double *k,
-                               const float *p, const union bn_row_consts *kp, int store,
-                               int64_t n, int64_t rows, int64_t s, int64_t stride);
+                               const float *p, const union bn_row_consts *kp, int64_t n,
+                               int64_t rows, int64_t s, int64_t stride);
     /*
      * Whole operations on small tensors (bn_small), with the arguments of the API functions
      * (already validated, M >= 1, and M >= 2 for training): per-channel overhead dominates

@@ -300,15 +300,16 @@ void bn_run_row_blocks(const bn_op *op, int64_t n, int64_t c, int64_t rows, bn_p
 static void row_channels(const bn_op *op, int64_t c0, int64_t c1, int64_t nb) {
     bn_partial part[BN_ROW_CHANNELS_MAX_M / BN_ROW_CHANNELS_MIN_S];
     bn_coeffs co = {0.0, 0.0, 0.0, 0.0};
-    for (int64_t ch = c0; ch <= c1 && c0 < c1; ch++) {
-        op->reduce_apply_rows(op->args, ch < c1 ? ch : -1, ch > c0 ? ch - 1 : -1, co, part);
-        if (ch == c1)
-            break;
+    if (c0 == c1)
+        return;
+    for (int64_t ch = c0; ch < c1; ch++) {
+        op->reduce_apply_rows(op->args, ch, ch > c0 ? ch - 1 : -1, co, part);
         bn_partial acc = zero_partial();
         for (int64_t b = 0; b < nb; b++)
             acc = op->merge(acc, part[b]);
         co = op->finalize(op->args, ch, acc);
     }
+    op->reduce_apply_rows(op->args, -1, c1 - 1, co, part);
 }
 
 void bn_run_row_channels(const bn_op *op, int64_t n, int64_t c, int64_t rows, int64_t work) {

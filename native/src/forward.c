@@ -17,10 +17,8 @@ typedef struct {
     /* the memory-order statistics pass: per (row block, channel) states and block origins */
     bn_row_state *states;
     double *origins;
-    /* rows per block of the row-block statistics (bn_rows_per_block), and the normalize's
-     * BN_ROW_* store mode */
+    /* rows per block of the row-block statistics (bn_rows_per_block) */
     int64_t rows;
-    int store;
 } train_args;
 
 /* The shift of a channel's moments: its first value, or 0 when that is not finite. */
@@ -119,8 +117,8 @@ static void train_reduce_apply_rows(const void *p, int64_t ch_reduce, int64_t ch
     if (ch_apply >= 0)
         kp.norm = bn_norm_make(co);
     a->k->moments_rows_fused(st, ch_apply < 0 ? NULL : a->y + ch_apply * s, x, k,
-                             ch_apply < 0 ? NULL : a->x + ch_apply * s, &kp, a->store, n, rows,
-                             s, a->v.stride);
+                             ch_apply < 0 ? NULL : a->x + ch_apply * s, &kp, n, rows, s,
+                             a->v.stride);
     for (int64_t b = 0; x && b < nb; b++) {
         int64_t r0 = b * rows, r1 = r0 + rows < n ? r0 + rows : n;
         out[b].mo = row_block_moments(a, ch_reduce, r0 * s, (r1 - r0) * s, &st[b], k[b]);
@@ -256,7 +254,7 @@ int32_t bn_forward_train_f32(float *y, double *save_mean, double *save_invstd,
     }
     train_args a = {k, y, save_mean, save_invstd, running_mean, running_var,
                     x, weight, bias, s, m, bn_make_rows(n, c, s), eps, factor, c, NULL, NULL,
-                    bn_rows_per_block(n, s), bn_row_store(n, c, s)};
+                    bn_rows_per_block(n, s)};
     /*
      * Long rows in outputs too big to stay in cache: by channel, each channel read from memory
      * once, four of its rows side by side, while the channel before it is normalized from the
@@ -267,7 +265,7 @@ int32_t bn_forward_train_f32(float *y, double *save_mean, double *save_invstd,
      * (docs/DESIGN.md).
      */
     if (k->moments_rows_fused && s >= BN_ROW_CHANNELS_MIN_S && s < BN_FUSED_MIN_S &&
-        m <= BN_ROW_CHANNELS_MAX_M && a.store == BN_ROW_STREAM) {
+        m <= BN_ROW_CHANNELS_MAX_M && a.v.stream) {
         bn_op fused = {.args = &a, .merge = bn_merge_moments, .finalize = train_finalize,
                        .reduce_apply_rows = train_reduce_apply_rows};
         bn_run_row_channels(&fused, n, c, a.rows, m * c);

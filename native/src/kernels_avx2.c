@@ -930,13 +930,13 @@ static void moments_rows(bn_row_state *st, const float *x, int64_t rows, int64_t
 /*
  * nr <= 4 runs of s values (run j at x + off[j]) added into st[j] about k[j], in lockstep; when
  * q != NULL, the values at the same offsets of p normalized into q with constants nk (float form)
- * in the same loop, stores streamed when asked. The normalize runs h values ahead of the
- * statistics (h < 8 takes every q + off[j] + h to a 32-byte boundary, for the streamed stores);
- * each run's first h values and its last few go through a scalar loop (the same formula).
+ * in the same loop, stores streamed. The normalize runs h values ahead of the statistics (h < 8
+ * takes every q + off[j] + h to a 32-byte boundary); norm_seg takes each run's first h values and
+ * its last few.
  */
 static inline __attribute__((always_inline)) void
 runs_lockstep(bn_row_state *st, float *q, const float *x, const double *k, const float *p,
-              const bn_norm *nk, int stream, const int64_t *off, int nr, int64_t s, int64_t h) {
+              const bn_norm *nk, const int64_t *off, int nr, int64_t s, int64_t h) {
     moment_vec as[4], aq[4], kv[4], zero;
     const float *ph = q ? p + h : NULL;
     float *qh = q ? q + h : NULL;
@@ -958,7 +958,7 @@ runs_lockstep(bn_row_state *st, float *q, const float *x, const double *k, const
             LOCKSTEP_ADD(x + off[j] + i, kv[j], as[j], aq[j]);
             if (q) {
                 __m256 d = _mm256_sub_ps(_mm256_sub_ps(_mm256_loadu_ps(ph + off[j] + i), mh), ml);
-                store8(qh + off[j] + i, _mm256_fmadd_ps(d, al, be), stream);
+                _mm256_stream_ps(qh + off[j] + i, _mm256_fmadd_ps(d, al, be));
             }
         }
     }
@@ -976,30 +976,26 @@ runs_lockstep(bn_row_state *st, float *q, const float *x, const double *k, const
         row_store(st[j].q, aq[j], moment_zero());
         if (!q)
             continue;
-        /* whole vectors stream on: a regular store into a line the loop streams to costs the
-         * line's read from memory (12-15% of the pass when every row ended in one) */
-        for (e = i + h; e + 8 <= s; e += 8) {
-            __m256 d = _mm256_sub_ps(_mm256_sub_ps(_mm256_loadu_ps(p + off[j] + e), mh), ml);
-            store8(q + off[j] + e, _mm256_fmadd_ps(d, al, be), stream);
-        }
-        for (; e < s; e++)
-            q[off[j] + e] = fmaf((p[off[j] + e] - nk->mh) - nk->ml, nk->af, nk->bf);
-        for (e = 0; e < h; e++)
-            q[off[j] + e] = fmaf((p[off[j] + e] - nk->mh) - nk->ml, nk->af, nk->bf);
+        /* norm_seg streams the rest in whole vectors: a regular store into a line the loop
+         * streams to costs the line's read from memory (12-15% of the pass when every row ended
+         * in one) */
+        norm_consts f = {nk->mh, nk->ml, nk->af, nk->bf};
+        bn_rows one = {s, s, s, 1};
+        norm_seg(qh + off[j] + i, ph + off[j] + i, s - i - h, f, 1, NULL, one, p);
+        norm_seg(q + off[j], p + off[j], h, f, 1, NULL, one, p);
     }
 }
 
 // x, p, q are one channel's n rows, stride apart; st and k are (ceil(n / rows))
 static void moments_rows_fused(bn_row_state *st, float *q, const float *x, const double *k,
-                               const float *p, const bn_row_consts *kp, int store, int64_t n,
-                               int64_t rows, int64_t s, int64_t stride) {
+                               const float *p, const bn_row_consts *kp, int64_t n, int64_t rows,
+                               int64_t s, int64_t stride) {
     int64_t nb = (n + rows - 1) / rows;
-    int stream = store != BN_ROW_CACHED;
     /* values before the rows' first 32-byte-aligned output, the same in every row */
-    int64_t h = stream ? (int64_t)((32 - ((uintptr_t)q & 31)) & 31) / 4 : 0;
+    int64_t h = head(q, 8, 1);
     /* the normalize alone, with constants the float lanes cannot use, or with rows at
      * different alignments: normalize_row */
-    int apart = p && (!x || !kp->norm.fast || (stream && (stride & 7) != 0));
+    int apart = p && (!x || !kp->norm.fast || (stride & 7) != 0);
     for (int64_t b0 = 0; b0 < nb; b0 += 4) {
         int64_t blocks = nb - b0 < 4 ? nb - b0 : 4;
         for (int64_t i = 0; i < rows; i++) {
@@ -1009,24 +1005,22 @@ static void moments_rows_fused(bn_row_state *st, float *q, const float *x, const
             for (int j = 0; j < live; j++) {
                 off[j] = ((b0 + j) * rows + i) * stride;
                 if (apart)
-                    normalize_row(q + off[j], p + off[j], s, 0, s, kp, store);
+                    normalize_row(q + off[j], p + off[j], s, 0, s, kp, BN_ROW_STREAM);
             }
             if (!x)
                 continue;
-            /* each case its own loop: no tests of q or stream inside it */
+            /* each case its own loop: no test of q inside it */
             if (live == 4 && (apart || !p))
-                runs_lockstep(&st[b0], NULL, x, &k[b0], NULL, NULL, 0, off, 4, s, 0);
-            else if (live == 4 && stream)
-                runs_lockstep(&st[b0], q, x, &k[b0], p, &kp->norm, 1, off, 4, s, h);
+                runs_lockstep(&st[b0], NULL, x, &k[b0], NULL, NULL, off, 4, s, 0);
             else if (live == 4)
-                runs_lockstep(&st[b0], q, x, &k[b0], p, &kp->norm, 0, off, 4, s, 0);
+                runs_lockstep(&st[b0], q, x, &k[b0], p, &kp->norm, off, 4, s, h);
             else
                 for (int j = 0; j < live; j++)
                     runs_lockstep(&st[b0 + j], apart ? NULL : q, x, &k[b0 + j], p, &kp->norm,
-                                  stream, &off[j], 1, s, h);
+                                  &off[j], 1, s, h);
         }
     }
-    if (p && stream)
+    if (p)
         _mm_sfence();
 }
 
