@@ -259,7 +259,7 @@ int32_t bn_forward_train_f32(float *y, double *save_mean, double *save_invstd,
      * Long rows in outputs too big to stay in cache: by channel, each channel read from memory
      * once, four of its rows side by side, while the channel before it is normalized from the
      * core's cache (bn_run_row_channels). Against the two passes below, 2 threads: 0.74-0.86 of
-     * the time on (32,64,56,56) with x in memory, 0.88-0.98 with x in the L3; 0.81-0.91 on
+     * the time on (32,64,56,56) with x in memory, 0.88-0.98 with x in the L3; 0.81-0.99 on
      * channels past the L2 ((64,64,56,56), (128,64,56,56), (64,64,64,64)). Outputs that stay
      * in cache measured 1.06-1.4x slower this way, rows of 196-784 values 1.04-2.2x
      * (docs/DESIGN.md).
