@@ -24,7 +24,9 @@
 #               per shape the rooflines of the `vs roof` column: a copy of the tensor (y = x) and
 #               backward's add (dx = dy + x), and reads of x and of dy and x
 #   java        JMH in the Maven profile `bench`: panama-batchnorm (segments and float[]),
-#               java-scalar, java-vector; run through Maven, which finds JDK 25 by itself
+#               java-scalar, java-vector; run through Maven, which finds JDK 25 by itself. Then,
+#               in the same JVM, panama-batchnorm's training against its eval in the same rounds
+#               (the train/eval target's ratio; JMH times the two ops in forks of their own)
 #   pytorch     bench/pytorch_bench.py under Debian's python3 with python3-torch
 #   onednn      bench/onednn_bench.c against Debian's libdnnl-dev
 # BENCH_PYTHON names the python with torch (default /usr/bin/python3, Debian's).
@@ -83,14 +85,14 @@ if [[ $quick -eq 1 ]]; then
     threads=2
     c_args=(--threads "$threads" --rounds 7 --warmup 2 --min-round-ms 5)
     stream_args=(--threads 1,2 --rounds 7 --warmup 1 --min-round-ms 5 --mib 128)
-    jmh_args="--warmup-iterations 2 --warmup-ms 300 --iterations 3 --iteration-ms 200"
+    jmh_args="--warmup-iterations 2 --warmup-ms 300 --iterations 3 --iteration-ms 200 --same-rounds 9 --same-round-ms 10"
     peer_timeout=600
 else
     shapes=(32x64x56x56 256x512x7x7 64x256x14x14 8x32x112x112 128x16x32x32 1x8x4x4)
     threads=1,2
     c_args=(--threads "$threads" --rounds 15 --warmup 3 --min-round-ms 20)
     stream_args=(--threads 1,2 --rounds 15 --warmup 2 --min-round-ms 20 --mib 256)
-    jmh_args="--warmup-iterations 3 --warmup-ms 500 --iterations 5 --iteration-ms 500"
+    jmh_args="--warmup-iterations 3 --warmup-ms 500 --iterations 5 --iteration-ms 500 --same-rounds 15 --same-round-ms 20"
     peer_timeout=7200
 fi
 shape_list=$(IFS=,; echo "${shapes[*]}")

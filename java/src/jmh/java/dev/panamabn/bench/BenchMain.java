@@ -36,6 +36,8 @@ import org.openjdk.jmh.runner.options.VerboseMode;
  * With --gc, the B/op lines are JMH's gc.alloc.rate.norm: all bytes the fork allocated during
  * measurement divided by the calls, so JMH's own per-iteration garbage shows up as a few hundred
  * B/op on shapes that take milliseconds per call; the tiny shapes show what a call allocates.
+ * Last, when panama-batchnorm and both forward ops are timed, it times training against eval in
+ * the same rounds of this JVM ({@link SameRounds}) and adds a '#' line per shape and thread count.
  */
 public final class BenchMain {
 
@@ -48,6 +50,10 @@ public final class BenchMain {
                                                (java-scalar always runs at 1)
               --warmup-iterations 3 --warmup-ms 1000 --iterations 5 --iteration-ms 1000
               --forks 1
+              --same-rounds 11 --same-round-ms 20
+                                               panama-batchnorm's forward_train against its
+                                               forward_eval in the same rounds of this JVM, as
+                                               a '#' line per shape and thread count (0: none)
               --gc                             add JMH's GC profiler, print B/op per case
               --out FILE                       write the rows to FILE instead of stdout
             Before timing, every impl, op and thread count is checked against the double-precision
@@ -123,6 +129,19 @@ public final class BenchMain {
             }
         }
         rows.addAll(allocations);
+        int sameRounds = integer(options, "same-rounds", 11);
+        if (sameRounds > 0 && impls.contains("panama-batchnorm")
+                && ops.contains("forward_train") && ops.contains("forward_eval")) {
+            long roundNs = integer(options, "same-round-ms", 20) * 1_000_000L;
+            for (String shape : shapes) {
+                for (String t : threads) {
+                    SameRounds.Result result = SameRounds.measure(Dims.parse(shape),
+                            threadCount(t), Math.max(2, sameRounds / 4), sameRounds, roundNs);
+                    System.err.println("# java: " + result.line().substring(2));
+                    rows.add(result.line());
+                }
+            }
+        }
         String out = options.get("out");
         if (out == null) {
             rows.forEach(System.out::println);
@@ -200,7 +219,8 @@ public final class BenchMain {
     private static Map<String, String> parse(String[] args) {
         Map<String, String> options = new LinkedHashMap<>();
         List<String> known = List.of("shapes", "ops", "impls", "threads", "warmup-iterations",
-                "warmup-ms", "iterations", "iteration-ms", "forks", "out");
+                "warmup-ms", "iterations", "iteration-ms", "forks", "same-rounds", "same-round-ms",
+                "out");
         for (int i = 0; i < args.length; i++) {
             String key = args[i].startsWith("--") ? args[i].substring(2) : "";
             if (key.equals("gc")) {
