@@ -1,7 +1,8 @@
 """Merges the peers' CSV rows into the suite's table, CSV and chart (used by scripts/bench.sh).
 
 Input: files of rows `shape,layout,op,impl,threads,median_ns` (header lines and '#' comments
-are skipped). Output: the CSV `shape,layout,op,impl,threads,median_ns,gbps,pct_copy_bw`, an
+are skipped, but for the comments that give training over eval timed in the same rounds, which
+the train/eval target uses for panama-batchnorm). Output: the CSV `shape,layout,op,impl,threads,median_ns,gbps,pct_copy_bw`, an
 aligned table on stdout followed by the issue-3 targets, and a PNG chart (matplotlib) of time per
 shape and implementation.
 
