@@ -26,7 +26,10 @@ final class SameRounds {
             return trainNs / evalNs;
         }
 
-        /** The comment line scripts/bench_report.py reads (native_bench prints the same). */
+        /**
+         * The comment line scripts/bench_report.py reads; native_bench prints the same without
+         * the two medians.
+         */
         String line() {
             return String.format("# %s threads %d: forward_train / forward_eval %.2fx, both in the"
                     + " same rounds (panama-batchnorm): %.0f ns / %.0f ns", dims, threads, ratio(),
@@ -66,7 +69,7 @@ final class SameRounds {
         }
     }
 
-    /** Calls per round so that a round of call lasts at least roundNs. */
+    /** Calls per round, so that one op's calls in a round last at least roundNs. */
     private static long calibrate(Runnable call, long roundNs) {
         call.run();
         long reps = 1;
