@@ -9,7 +9,11 @@
  * faster on this machine. scripts/lib_ab.sh therefore runs this twice, once in each order, and
  * reports the geometric mean of the two ratios; use it rather than this program alone.
  *
- *   native_lib_ab FIRST.so SECOND.so [--threads T] [--rounds R] [SHAPE...]
+ *   native_lib_ab FIRST.so SECOND.so [--threads T] [--rounds R] [--offset B] [SHAPE...]
+ *
+ * The tensors start on 64-byte boundaries, or B bytes past one with --offset B (a multiple of 4
+ * below 64): Java's large segments, and glibc's malloc of large blocks, start 16 bytes past a
+ * page, and the kernels' stores depend on the alignment (docs/DESIGN.md, session 8).
  *
  * Rows go to stdout as `shape,op,first_ns,second_ns,second/first` (medians); lines starting with
  * '#' are comments. Ops: forward_train, forward_eval, backward (from the saved statistics).
@@ -50,6 +54,9 @@ typedef struct {
     float *x, *y, *dy, *dx, *w, *b, *rm, *rv, *dw, *db;
     double *sm, *si;
 } tensors;
+
+/* Bytes past a 64-byte boundary where the (N,C,S) tensors start (--offset). */
+static int64_t g_offset;
 
 enum { OP_TRAIN, OP_EVAL, OP_BACKWARD, NUM_OPS };
 static const char *op_names[NUM_OPS] = {"forward_train", "forward_eval", "backward"};
@@ -95,9 +102,20 @@ static float *floats(int64_t count) {
     return aligned_alloc(64, (size_t)((count * 4 + 63) / 64 * 64));
 }
 
+/* count floats g_offset bytes past a 64-byte boundary; free with free_tensor */
+static float *tensor(int64_t count) {
+    char *p = aligned_alloc(64, (size_t)((count * 4 + g_offset + 63) / 64 * 64));
+    return p ? (float *)(p + g_offset) : NULL;
+}
+
+static void free_tensor(float *p) {
+    if (p)
+        free((char *)p - g_offset);
+}
+
 static int alloc_tensors(tensors *t, const bench_shape *sh) {
     int64_t total = sh->n * sh->c * sh->s, c = sh->c;
-    *t = (tensors){sh->n, c, sh->s, floats(total), floats(total), floats(total), floats(total),
+    *t = (tensors){sh->n, c, sh->s, tensor(total), tensor(total), tensor(total), tensor(total),
                    floats(c), floats(c), floats(c), floats(c), floats(c), floats(c),
                    malloc((size_t)c * sizeof(double)), malloc((size_t)c * sizeof(double))};
     if (!t->x || !t->y || !t->dy || !t->dx || !t->w || !t->b || !t->rm || !t->rv || !t->dw ||
@@ -115,7 +133,8 @@ static int alloc_tensors(tensors *t, const bench_shape *sh) {
 }
 
 static void free_tensors(tensors *t) {
-    free(t->x), free(t->y), free(t->dy), free(t->dx), free(t->w), free(t->b), free(t->rm);
+    free_tensor(t->x), free_tensor(t->y), free_tensor(t->dy), free_tensor(t->dx);
+    free(t->w), free(t->b), free(t->rm);
     free(t->rv), free(t->dw), free(t->db), free(t->sm), free(t->si);
 }
 
@@ -126,7 +145,8 @@ static double median(double *v, int count) {
 
 int main(int argc, char **argv) {
     static const char *usage =
-        "usage: native_lib_ab FIRST.so SECOND.so [--threads T] [--rounds 1..101] [SHAPE...]\n";
+        "usage: native_lib_ab FIRST.so SECOND.so [--threads T] [--rounds 1..101]\n"
+        "                     [--offset 0..60, a multiple of 4] [SHAPE...]\n";
     if (argc < 3) {
         fputs(usage, stderr);
         return 2;
@@ -137,12 +157,15 @@ int main(int argc, char **argv) {
             threads = atoi(argv[++i]);
         } else if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc) {
             rounds = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "--offset") == 0 && i + 1 < argc) {
+            g_offset = atoi(argv[++i]);
         } else {
             first_shape = i;
             break;
         }
     }
-    if (threads < 1 || rounds < 1 || rounds > MAX_ROUNDS) {
+    if (threads < 1 || rounds < 1 || rounds > MAX_ROUNDS || g_offset < 0 || g_offset >= 64 ||
+        g_offset % 4 != 0) {
         fputs(usage, stderr);
         return 2;
     }
@@ -151,8 +174,9 @@ int main(int argc, char **argv) {
         return 1;
     static const char *defaults[] = {"32x64x56x56", "256x512x7x7", "64x256x14x14"};
     int count = first_shape < argc ? argc - first_shape : 3;
-    printf("# first %s, second %s, %d threads, medians of %d rounds\n", argv[1], argv[2], threads,
-           rounds);
+    printf("# first %s, second %s, %d threads, medians of %d rounds, tensors %d bytes past a "
+           "64-byte boundary\n",
+           argv[1], argv[2], threads, rounds, (int)g_offset);
     printf("shape,op,first_ns,second_ns,second/first\n");
     for (int k = 0; k < count; k++) {
         const char *text = first_shape < argc ? argv[first_shape + k] : defaults[k];

@@ -5,7 +5,7 @@
 # (below 1: B is faster) and each order's own ratio. Build the tool with
 #   cmake --build target/native --target native_lib_ab     (after a Maven build)
 #
-# usage: scripts/lib_ab.sh A.so B.so [--threads T] [--rounds R] [SHAPE...]
+# usage: scripts/lib_ab.sh A.so B.so [--threads T] [--rounds R] [--offset B] [SHAPE...]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 tool=$root/target/native/bench/native_lib_ab
