@@ -98,25 +98,23 @@ static double round_ns(const library *lib, int op, tensors *t, int64_t reps) {
     return (double)(bench_now_ns() - t0) / (double)reps;
 }
 
-static float *floats(int64_t count) {
-    return aligned_alloc(64, (size_t)((count * 4 + 63) / 64 * 64));
+/* count floats `offset` bytes past a 64-byte boundary; free with free_floats(p, offset) */
+static float *floats(int64_t count, int64_t offset) {
+    char *p = aligned_alloc(64, (size_t)((count * 4 + offset + 63) / 64 * 64));
+    return p ? (float *)(p + offset) : NULL;
 }
 
-/* count floats g_offset bytes past a 64-byte boundary; free with free_tensor */
-static float *tensor(int64_t count) {
-    char *p = aligned_alloc(64, (size_t)((count * 4 + g_offset + 63) / 64 * 64));
-    return p ? (float *)(p + g_offset) : NULL;
-}
-
-static void free_tensor(float *p) {
+static void free_floats(float *p, int64_t offset) {
     if (p)
-        free((char *)p - g_offset);
+        free((char *)p - offset);
 }
 
 static int alloc_tensors(tensors *t, const bench_shape *sh) {
     int64_t total = sh->n * sh->c * sh->s, c = sh->c;
-    *t = (tensors){sh->n, c, sh->s, tensor(total), tensor(total), tensor(total), tensor(total),
-                   floats(c), floats(c), floats(c), floats(c), floats(c), floats(c),
+    int64_t o = g_offset;
+    *t = (tensors){sh->n, c, sh->s, floats(total, o), floats(total, o), floats(total, o),
+                   floats(total, o), floats(c, 0), floats(c, 0), floats(c, 0), floats(c, 0),
+                   floats(c, 0), floats(c, 0),
                    malloc((size_t)c * sizeof(double)), malloc((size_t)c * sizeof(double))};
     if (!t->x || !t->y || !t->dy || !t->dx || !t->w || !t->b || !t->rm || !t->rv || !t->dw ||
         !t->db || !t->sm || !t->si)
@@ -133,9 +131,10 @@ static int alloc_tensors(tensors *t, const bench_shape *sh) {
 }
 
 static void free_tensors(tensors *t) {
-    free_tensor(t->x), free_tensor(t->y), free_tensor(t->dy), free_tensor(t->dx);
-    free(t->w), free(t->b), free(t->rm);
-    free(t->rv), free(t->dw), free(t->db), free(t->sm), free(t->si);
+    int64_t o = g_offset;
+    free_floats(t->x, o), free_floats(t->y, o), free_floats(t->dy, o), free_floats(t->dx, o);
+    free(t->w), free(t->b), free(t->rm), free(t->rv), free(t->dw), free(t->db);
+    free(t->sm), free(t->si);
 }
 
 static double median(double *v, int count) {
