@@ -1,6 +1,6 @@
 /*
- * Shared by the C benchmark harnesses (stream_bench.c, onednn_bench.c): argument parsing, the
- * clock, and the timing rule every peer in scripts/bench.sh follows:
+ * Shared by the C benchmark harnesses (stream_bench.c, onednn_bench.c, lib_ab.c, stats_core.c):
+ * argument parsing, the clock, and the timing rule every peer in scripts/bench.sh follows:
  *   warm up, pick a repeat count k so that one round lasts at least min_round_ns, run `rounds`
  *   rounds of k calls, report the median over rounds of the mean time per call.
  * Rows go to stdout as CSV `shape,layout,op,impl,threads,median_ns`; lines starting with '#'

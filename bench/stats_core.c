@@ -12,7 +12,9 @@
  * Per shape it prints the statistics at the core's speed split over the threads, and
  *   floor = (eval + statistics at L1 speed) / eval,
  * the lowest train/eval ratio a training forward in two passes can reach with this kernel,
- * beside the ratio training measured.
+ * beside the ratio training measured. It is that floor only for shapes the library trains in two
+ * passes in memory order: not for the one-read schedule (rows of 1024-8191 values in outputs of
+ * 16 MiB and more), nor for small tensors and rows of one value, which take paths of their own.
  *
  *   target/native/bench/native_stats_core [--threads T] [--rounds R] [SHAPE...]
  *   (default: the three target shapes), built by
@@ -20,30 +22,14 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-
 #include "batchnorm.h"
+#include "bench_common.h"
 #include "bn_internal.h"
 
 #define MAX_ROUNDS 101
 
-static int64_t now_ns(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
-}
-
-static int by_value(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static double median(double *v, int count) {
-    qsort(v, (size_t)count, sizeof(double), by_value);
+    qsort(v, (size_t)count, sizeof(double), bench_cmp_double);
     return v[count / 2];
 }
 
@@ -65,37 +51,25 @@ static double stats_ns_per_value(int64_t s, int rounds) {
     const bn_kernels *kern = bn_kernels_select();
     const int64_t calls = 4000000 / count + 1;
     double t[MAX_ROUNDS];
-    volatile double sink = 0.0;
     for (int r = -1; r < rounds; r++) { /* round -1 warms up */
         memset(st, 0, (size_t)c * sizeof(bn_row_state));
-        int64_t t0 = now_ns();
+        int64_t t0 = bench_now_ns();
         for (int64_t i = 0; i < calls; i++)
             kern->moments_rows(st, tile, rows, s, c, k);
         if (r >= 0)
-            t[r] = (double)(now_ns() - t0) / (double)(calls * count);
-        sink += st[0].q[0];
+            t[r] = (double)(bench_now_ns() - t0) / (double)(calls * count);
     }
     free(tile), free(st), free(k);
     return median(t, rounds);
 }
 
 static void run_shape(const char *text, int threads, int rounds) {
-    long long dims[5];
-    int rank = 0;
-    for (const char *p = text; rank < 5 && sscanf(p, "%lld", &dims[rank]) == 1;) {
-        rank++;
-        p = strchr(p, 'x');
-        if (p == NULL)
-            break;
-        p++;
-    }
-    int64_t n = rank >= 3 ? dims[0] : 0, c = rank >= 3 ? dims[1] : 0, s = 1;
-    for (int i = 2; i < rank; i++)
-        s *= dims[i];
-    if (n < 1 || c < 1 || s < 1) {
+    bench_shape shape;
+    if (bench_parse_shape(&shape, text) != 0) {
         fprintf(stderr, "native_stats_core: bad shape '%s' (want NxCxHxW)\n", text);
         return;
     }
+    const int64_t n = shape.n, c = shape.c, s = shape.s;
     const int64_t count = n * c * s;
     float *x = aligned_alloc(64, (size_t)count * sizeof(float));
     float *y = aligned_alloc(64, (size_t)count * sizeof(float));
@@ -117,7 +91,7 @@ static void run_shape(const char *text, int threads, int rounds) {
     for (int r = -1; r < rounds; r++) /* round -1 warms up; the order alternates */
         for (int k = 0; k < 2; k++) {
             int is_train = (k + r) % 2 != 0;
-            int64_t t0 = now_ns();
+            int64_t t0 = bench_now_ns();
             for (int i = 0; i < calls; i++) {
                 int32_t status =
                     is_train ? bn_forward_train_f32(y, sm, si, rm, rv, x, w, b, n, c, s,
@@ -130,7 +104,7 @@ static void run_shape(const char *text, int threads, int rounds) {
                 }
             }
             if (r >= 0)
-                (is_train ? train : eval)[r] = (double)(now_ns() - t0) / calls;
+                (is_train ? train : eval)[r] = (double)(bench_now_ns() - t0) / calls;
         }
     double ev = median(eval, rounds), tr = median(train, rounds);
     double stats = per_value * (double)count / threads;
@@ -156,7 +130,11 @@ int main(int argc, char **argv) {
                 MAX_ROUNDS);
         return 2;
     }
-    bn_set_num_threads(threads);
+    int32_t status = bn_set_num_threads(threads);
+    if (status != BN_OK) {
+        fprintf(stderr, "native_stats_core: --threads %d: %s\n", threads, bn_status_message(status));
+        return 2;
+    }
     printf("# shape,threads,stats_ns_per_value_l1,stats_l1_us,eval_us,train_us,floor,train_ratio;"
            " %d rounds, medians\n",
            rounds);
