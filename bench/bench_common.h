@@ -102,6 +102,12 @@ static inline int bench_cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* The median of v[0..count), count >= 1 (sorts v). */
+static inline double bench_median(double *v, int count) {
+    qsort(v, (size_t)count, sizeof v[0], bench_cmp_double);
+    return count % 2 == 1 ? v[count / 2] : 0.5 * (v[count / 2 - 1] + v[count / 2]);
+}
+
 /* Median over rounds of the mean time per call of fn(ctx), in ns (the rule in the header). */
 static inline double bench_time(void (*fn)(void *), void *ctx, const bench_plan *plan) {
     for (int i = 0; i < plan->warmup; i++) {
@@ -128,9 +134,7 @@ static inline double bench_time(void (*fn)(void *), void *ctx, const bench_plan 
         }
         per_call[r] = (double)(bench_now_ns() - t0) / (double)reps;
     }
-    qsort(per_call, (size_t)rounds, sizeof per_call[0], bench_cmp_double);
-    return rounds % 2 == 1 ? per_call[rounds / 2]
-                           : 0.5 * (per_call[rounds / 2 - 1] + per_call[rounds / 2]);
+    return bench_median(per_call, rounds);
 }
 
 /* Parses the options common to every harness (--threads 1,2 --rounds R --warmup W

@@ -137,11 +137,6 @@ static void free_tensors(tensors *t) {
     free(t->sm), free(t->si);
 }
 
-static double median(double *v, int count) {
-    qsort(v, (size_t)count, sizeof v[0], bench_cmp_double);
-    return v[count / 2];
-}
-
 int main(int argc, char **argv) {
     static const char *usage =
         "usage: native_lib_ab FIRST.so SECOND.so [--threads T] [--rounds 1..101]\n"
@@ -199,7 +194,7 @@ int main(int argc, char **argv) {
                     int which = (r % 2) ? 1 - j : j; /* the order swaps every round */
                     ns[which][r] = round_ns(&libs[which], op, &t, reps);
                 }
-            double first = median(ns[0], rounds), second = median(ns[1], rounds);
+            double first = bench_median(ns[0], rounds), second = bench_median(ns[1], rounds);
             printf("%s,%s,%.0f,%.0f,%.3f\n", text, op_names[op], first, second, second / first);
             fflush(stdout);
         }

@@ -28,17 +28,26 @@
 
 #define MAX_ROUNDS 101
 
-static double median(double *v, int count) {
-    qsort(v, (size_t)count, sizeof(double), bench_cmp_double);
-    return v[count / 2];
+typedef struct {
+    const bn_kernels *kern;
+    bn_row_state *st;
+    const float *tile;
+    const double *k;
+    int64_t rows, c, s;
+} stats_tile;
+
+static void stats_call(void *p) {
+    const stats_tile *t = p;
+    t->kern->moments_rows(t->st, t->tile, t->rows, t->s, t->c, t->k);
 }
 
-/* Two rows (the short-row kernel's pairs need two) of enough channels for about 16 KB. */
+/* Two rows (the short-row kernel's pairs need two) of enough channels for about 16 KB, timed by
+ * bench_time's rule in rounds of at least 2 ms. */
 // tile is (2, c, s)
 static double stats_ns_per_value(int64_t s, int rounds) {
     const int64_t rows = 2, c = s >= 2048 ? 1 : 2048 / s, count = rows * c * s;
     float *tile = aligned_alloc(64, (size_t)count * sizeof(float));
-    bn_row_state *st = aligned_alloc(64, (size_t)c * sizeof(bn_row_state));
+    bn_row_state *st = calloc((size_t)c, sizeof(bn_row_state));
     double *k = malloc((size_t)c * sizeof(double));
     if (!tile || !st || !k) {
         fprintf(stderr, "native_stats_core: out of memory\n");
@@ -48,19 +57,11 @@ static double stats_ns_per_value(int64_t s, int rounds) {
         tile[i] = 3.0f + (float)(i % 1009) * 0.004f;
     for (int64_t j = 0; j < c; j++)
         k[j] = tile[j * s];
-    const bn_kernels *kern = bn_kernels_select();
-    const int64_t calls = 4000000 / count + 1;
-    double t[MAX_ROUNDS];
-    for (int r = -1; r < rounds; r++) { /* round -1 warms up */
-        memset(st, 0, (size_t)c * sizeof(bn_row_state));
-        int64_t t0 = bench_now_ns();
-        for (int64_t i = 0; i < calls; i++)
-            kern->moments_rows(st, tile, rows, s, c, k);
-        if (r >= 0)
-            t[r] = (double)(bench_now_ns() - t0) / (double)(calls * count);
-    }
+    stats_tile t = {bn_kernels_select(), st, tile, k, rows, c, s};
+    bench_plan plan = {.rounds = rounds, .warmup = 3, .min_round_ns = 2000000};
+    double ns = bench_time(stats_call, &t, &plan) / (double)count;
     free(tile), free(st), free(k);
-    return median(t, rounds);
+    return ns;
 }
 
 static void run_shape(const char *text, int threads, int rounds) {
@@ -106,7 +107,7 @@ static void run_shape(const char *text, int threads, int rounds) {
             if (r >= 0)
                 (is_train ? train : eval)[r] = (double)(bench_now_ns() - t0) / calls;
         }
-    double ev = median(eval, rounds), tr = median(train, rounds);
+    double ev = bench_median(eval, rounds), tr = bench_median(train, rounds);
     double stats = per_value * (double)count / threads;
     printf("%s,%d,%.4f,%.1f,%.1f,%.1f,%.2f,%.2f\n", text, threads, per_value, stats / 1e3,
            ev / 1e3, tr / 1e3, (ev + stats) / ev, tr / ev);

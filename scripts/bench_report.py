@@ -2,9 +2,9 @@
 
 Input: files of rows `shape,layout,op,impl,threads,median_ns` (header lines and '#' comments
 are skipped, but for the comments that give training over eval timed in the same rounds, which
-the train/eval target uses for panama-batchnorm). Output: the CSV `shape,layout,op,impl,threads,median_ns,gbps,pct_copy_bw`, an
-aligned table on stdout followed by the issue-3 targets, and a PNG chart (matplotlib) of time per
-shape and implementation.
+the train/eval target uses for panama-batchnorm). Output: the CSV
+`shape,layout,op,impl,threads,median_ns,gbps,pct_copy_bw`, an aligned table on stdout followed by
+the issue-3 targets, and a PNG chart (matplotlib) of time per shape and implementation.
 
 Two kinds of bandwidth rows, both with impl `stream-copy`: the global STREAM probe's, whose shape
 is an element count (arrays of doubles far larger than the caches), and native_bench's per-shape
