@@ -4,9 +4,11 @@ import dev.panamabn.internal.BatchNormNative;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
+import java.lang.ref.Cleaner;
+import java.lang.ref.Reference;
 import java.util.Objects;
 import java.util.concurrent.locks.StampedLock;
+import java.util.function.Supplier;
 
 /**
  * Batch normalization over the channel dimension of float32 tensors, with the semantics of
@@ -15,19 +17,21 @@ import java.util.concurrent.locks.StampedLock;
  * <p>The module owns its state in native memory, in an arena of its own that {@link #close()}
  * frees: weight (gamma) and bias (beta) with their gradients when {@code affine}, running mean and
  * running variance with {@code num_batches_tracked} when {@code trackRunningStats}, and the
- * per-channel statistics of the last forward pass, which {@link #backward} uses.
+ * per-channel statistics of the last forward pass, which {@link #backward} uses. A module that
+ * becomes unreachable without {@code close()} has its memory freed by the garbage collector's
+ * {@link Cleaner}, eventually; {@code close()} is the prompt way.
  *
- * <pre>{@code
+ * {@snippet :
  * try (var bn = BatchNorm.create(64); var arena = Arena.ofConfined()) {
  *     Shape shape = Shape.of(32, 64, 56, 56);
  *     MemorySegment x = arena.allocate(shape.elementCount() * Float.BYTES, Float.BYTES);
- *     // ... fill x ...
+ *     // ... fill x, and dy from the layer above ...
  *     MemorySegment y = bn.forward(x, shape, arena);          // training mode: batch statistics
- *     MemorySegment dx = bn.backward(dy, x, shape, arena);    // dweight, dbias accumulate into bn.weightGrad(), bn.biasGrad()
+ *     MemorySegment dx = bn.backward(dy, x, shape, arena);    // gradients accumulate into bn.weightGrad(), bn.biasGrad()
  *     bn.eval();
  *     bn.forward(x, shape, y);                                // running statistics, into y
  * }
- * }</pre>
+ * }
  *
  * <h2>Semantics</h2>
  * <ul>
@@ -48,14 +52,21 @@ import java.util.concurrent.locks.StampedLock;
  *       tracking) uses the saved batch statistics; eval mode with tracking treats the running
  *       statistics as constants. Weight and bias gradients accumulate like PyTorch's
  *       {@code .grad}; {@link #zeroGrad()} clears them.</li>
+ *   <li>One backward per forward, as PyTorch refuses a second backward through the same graph: a
+ *       second backward without a new forward throws {@link IllegalStateException}, unless the
+ *       earlier one was given {@link BackwardOption#RETAIN_STATISTICS} (PyTorch's
+ *       {@code retain_graph=True}).</li>
  * </ul>
  *
  * <h2>Arguments</h2>
  * Tensors are contiguous float32 in NCHW order, given as native {@link MemorySegment}s (passed to
  * native code without a copy; a segment may be longer than the shape needs) or as {@code float[]}
  * (passed without a copy through critical downcalls, which hold off the garbage collector while
- * the kernel runs: prefer segments for large tensors). Every argument is checked before any state
- * changes; a rejected call changes nothing (counter, running statistics, gradients, outputs):
+ * the kernel runs: prefer segments for large tensors). The {@link Arena} overloads allocate the
+ * output in the caller's arena first, without holding the module's lock, and then check the
+ * segment it returned like any other output. Every argument is checked before any state changes;
+ * a rejected call changes nothing (counter, running statistics, gradients, the statistics saved
+ * for backward, outputs):
  * <ul>
  *   <li>{@link NullPointerException}: a null argument.</li>
  *   <li>{@link IllegalArgumentException}: channel count other than {@code numFeatures}, a segment
@@ -63,13 +74,16 @@ import java.util.concurrent.locks.StampedLock;
  *       not aligned to 4 bytes, a read-only output, an output that overlaps an input or the
  *       module's own buffers, one value per channel in training.</li>
  *   <li>{@link IllegalStateException}: a closed module, a segment whose arena is closed, a
- *       backward without a matching forward, a state buffer the options leave out (e.g.
- *       {@link #weight()} when not affine). {@link WrongThreadException}: a segment confined to
- *       another thread.</li>
+ *       backward without a matching forward or a second one, a counter at {@code Long.MAX_VALUE}
+ *       in training, a state buffer the options leave out (e.g. {@link #weight()} when not
+ *       affine). {@link WrongThreadException}: a segment confined to another thread.</li>
  * </ul>
- * In-place use is supported in one form each: {@code forward(x, shape, x)} (y is x: the same
- * address and size) and {@code backward(dy, x, shape, dy)} (dx is dy). Any other overlap between an
- * output and an input is rejected.
+ * The module's state changes only after the native call has returned successfully, so a call
+ * that fails for any reason, including an exception thrown by the JDK or by the caller's arena
+ * half-way through, leaves it as it was. In-place use is supported in one form each:
+ * {@code forward(x, shape, x)} (y is x: the same address and size) and
+ * {@code backward(dy, x, shape, dy)} (dx is dy). Any other overlap between an output and an
+ * input is rejected.
  *
  * <h2>Thread safety</h2>
  * A module may be shared between threads. Calls that change its state (training-mode forward,
@@ -77,14 +91,15 @@ import java.util.concurrent.locks.StampedLock;
  * {@link #zeroGrad()}, the resets, {@link #close()}) run one at a time, so no update of the running
  * statistics or gradients is lost. Eval-mode forward calls with running statistics only read the
  * module and run concurrently with each other. The segments returned by {@link #weight()} and
- * friends are views of the module's state: write to them only while no call runs. Pairing a
- * forward with its backward is the caller's business, as with a PyTorch module: backward uses the
- * statistics of the module's last forward, whichever thread ran it.
+ * friends are views of the module's state: write to them only while no call runs, and keep the
+ * module reachable while you use them. Pairing a forward with its backward is the caller's
+ * business, as with a PyTorch module: backward uses the statistics of the module's last forward,
+ * whichever thread ran it.
  */
 public final class BatchNorm implements AutoCloseable {
 
-    private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT;
-    private static final long ALIGNMENT = 64;
+    /** Frees the memory of modules that became unreachable without {@link #close()}. */
+    private static final Cleaner CLEANER = Cleaner.create();
 
     private final BatchNormOptions options;
     private final int channels;
@@ -94,20 +109,8 @@ public final class BatchNorm implements AutoCloseable {
     private final boolean cumulative;
     private final double momentum;
 
-    private final Arena arena;
-    // MemorySegment.NULL when absent (affine or trackRunningStats false): passed to C as NULL.
-    private final MemorySegment weight;
-    private final MemorySegment bias;
-    private final MemorySegment weightGrad;
-    private final MemorySegment biasGrad;
-    private final MemorySegment stepWeightGrad;
-    private final MemorySegment stepBiasGrad;
-    private final MemorySegment runningMean;
-    private final MemorySegment runningVar;
-    private final MemorySegment saveMean;
-    private final MemorySegment saveInvstd;
-    /** The buffers the kernels read and write, as the downcalls get them (see {@link KernelBuffers}). */
-    private final KernelBuffers kernel;
+    private final ModuleMemory memory;
+    private final Cleaner.Cleanable cleanable;
 
     /** Write mode for every change of state, read mode for eval-mode forward with running statistics. */
     private final StampedLock lock = new StampedLock();
@@ -117,14 +120,17 @@ public final class BatchNorm implements AutoCloseable {
     /** Guarded by the lock's write mode (read in read mode). */
     private long numBatchesTracked;
     /**
-     * Shape of the last forward whose statistics backward may use; null after any change of mode or
-     * state. Written in write mode, or in read mode by eval-mode forward calls with running
-     * statistics (racing writes of a reference, which cannot tear); read only by backward, in write
-     * mode, which the lock orders after every earlier write: no volatile needed.
+     * Shape of the last forward whose statistics backward may use; null after any change of mode
+     * or state, and after the backward that used it. Written in write mode, or in read mode by
+     * eval-mode forward calls with running statistics (racing writes of a reference, which cannot
+     * tear); read only by backward, in write mode, which the lock orders after every earlier
+     * write: no volatile needed. {@link #usedForward} works the same way.
      */
     private Shape lastForward;
+    /** The forward a backward without {@link BackwardOption#RETAIN_STATISTICS} used, for the message of a second one. */
+    private Shape usedForward;
 
-    private BatchNorm(BatchNormOptions options) {
+    private BatchNorm(BatchNormOptions options, ModuleMemory memory) {
         this.options = options;
         this.channels = options.numFeatures();
         this.affine = options.affine();
@@ -132,26 +138,21 @@ public final class BatchNorm implements AutoCloseable {
         this.eps = options.eps();
         this.cumulative = options.momentum().isEmpty();
         this.momentum = options.momentum().orElse(0);
-        this.arena = Arena.ofShared();
-        long floats = (long) channels * Float.BYTES;
-        long doubles = (long) channels * Double.BYTES;
-        this.weight = affine ? arena.allocate(floats, ALIGNMENT) : MemorySegment.NULL;
-        this.bias = affine ? arena.allocate(floats, ALIGNMENT) : MemorySegment.NULL;
-        this.weightGrad = affine ? arena.allocate(floats, ALIGNMENT) : MemorySegment.NULL;
-        this.biasGrad = affine ? arena.allocate(floats, ALIGNMENT) : MemorySegment.NULL;
-        this.stepWeightGrad = affine ? arena.allocate(floats, ALIGNMENT) : MemorySegment.NULL;
-        this.stepBiasGrad = affine ? arena.allocate(floats, ALIGNMENT) : MemorySegment.NULL;
-        this.runningMean = track ? arena.allocate(floats, ALIGNMENT) : MemorySegment.NULL;
-        this.runningVar = track ? arena.allocate(floats, ALIGNMENT) : MemorySegment.NULL;
-        this.saveMean = arena.allocate(doubles, ALIGNMENT);
-        this.saveInvstd = arena.allocate(doubles, ALIGNMENT);
-        this.kernel = new KernelBuffers(weight, bias, runningMean, runningVar, saveMean, saveInvstd, stepWeightGrad,
-                stepBiasGrad);
-        initParameters();
-        initRunningStats();
+        this.memory = memory;
+        memory.initParameters();
+        memory.initRunningStats();
+        this.cleanable = CLEANER.register(this, memory.releaser());
     }
 
-    /** A module with PyTorch's defaults for {@code numFeatures} channels (see {@link BatchNormOptions#of}). */
+    /**
+     * A module with PyTorch's defaults for {@code numFeatures} channels.
+     *
+     * @param numFeatures the channel count C
+     * @return a new module in training mode
+     * @throws IllegalArgumentException when {@code numFeatures < 1}
+     * @see #create(BatchNormOptions)
+     * @see BatchNormOptions#of(int)
+     */
     public static BatchNorm create(int numFeatures) {
         return create(BatchNormOptions.of(numFeatures));
     }
@@ -160,29 +161,69 @@ public final class BatchNorm implements AutoCloseable {
      * A module in training mode with weight 1, bias 0, running mean 0, running variance 1, zero
      * gradients and {@code numBatchesTracked} 0. Loads the native library on first use.
      *
-     * @throws UnsatisfiedLinkError when the native library cannot be loaded (the message lists the
-     *                              places tried)
+     * @param options the hyper-parameters
+     * @return a new module, which the caller closes
+     * @throws UnsatisfiedLinkError when the native library cannot be loaded, or lacks a function
+     *                              the bindings use (the message names the places tried, or the
+     *                              library file and the missing symbol)
+     * @throws OutOfMemoryError when the module's state (about 48 bytes a channel) is larger than
+     *                          the machine's memory, before any memory is touched; it is an
+     *                          error, not an {@code IllegalArgumentException}, because the same
+     *                          count fits on a larger machine. Also when an allocation fails: then
+     *                          whatever was allocated is freed before the error is thrown
      */
     public static BatchNorm create(BatchNormOptions options) {
-        Objects.requireNonNull(options, "options");
-        NativeLibrary.ensureLoaded();
-        return new BatchNorm(options);
+        return create(options, Arena::ofShared);
     }
 
+    /** {@link #create(BatchNormOptions)} with the module's arena from {@code arenas}: tests inject failures. */
+    static BatchNorm create(BatchNormOptions options, Supplier<Arena> arenas) {
+        Objects.requireNonNull(options, "options");
+        NativeLibrary.ensureLoaded();
+        ModuleMemory.checkFits(options);
+        ModuleMemory memory = ModuleMemory.allocate(arenas.get(), options);
+        try {
+            return new BatchNorm(options, memory);
+        } catch (Throwable t) {
+            memory.releaser().run();
+            throw t;
+        }
+    }
+
+    /**
+     * The options this module was created with.
+     *
+     * @return the options
+     */
     public BatchNormOptions options() {
         return options;
     }
 
+    /**
+     * Whether the module is in training mode.
+     *
+     * @return true in training mode, false in eval mode
+     */
     public boolean isTraining() {
         return training;
     }
 
-    /** Switches to training mode (batch statistics, running statistics updated). */
+    /**
+     * Switches to training mode (batch statistics, running statistics updated).
+     *
+     * @return this module
+     * @throws IllegalStateException when the module is closed
+     */
     public BatchNorm train() {
         return setTraining(true);
     }
 
-    /** Switches to eval mode (running statistics, or batch statistics without tracking). */
+    /**
+     * Switches to eval mode (running statistics, or batch statistics without tracking).
+     *
+     * @return this module
+     * @throws IllegalStateException when the module is closed
+     */
     public BatchNorm eval() {
         return setTraining(false);
     }
@@ -200,91 +241,99 @@ public final class BatchNorm implements AutoCloseable {
         Objects.requireNonNull(x, "x");
         Objects.requireNonNull(shape, "shape");
         Objects.requireNonNull(y, "y");
-        forward(x, null, shape, y, null, null);
+        forward(x, null, shape, y, null);
     }
 
-    /** Like {@link #forward(MemorySegment, Shape, MemorySegment)}, with y allocated in {@code arena}. */
+    /**
+     * Like {@link #forward(MemorySegment, Shape, MemorySegment)}, with y allocated in
+     * {@code arena} first; the segment the arena returns is checked like a caller's y.
+     *
+     * @param x the input, native, at least {@code shape.elementCount()} floats
+     * @param shape the shape of x and y; its channel count must equal {@code numFeatures}
+     * @param arena where y is allocated ({@code shape.elementCount()} floats, 4-byte aligned)
+     * @return y
+     */
     public MemorySegment forward(MemorySegment x, Shape shape, Arena arena) {
         Objects.requireNonNull(x, "x");
         Objects.requireNonNull(shape, "shape");
         Objects.requireNonNull(arena, "arena");
-        return forward(x, null, shape, null, null, arena);
+        MemorySegment y = Segments.allocateOutput("y", arena, tensorBytes(shape));
+        forward(x, null, shape, y, null);
+        return y;
     }
 
-    /** Like {@link #forward(MemorySegment, Shape, MemorySegment)} on Java arrays, without copying them. */
+    /**
+     * Like {@link #forward(MemorySegment, Shape, MemorySegment)} on Java arrays, without copying them.
+     *
+     * @param x the input, at least {@code shape.elementCount()} floats
+     * @param shape the shape of x and y; its channel count must equal {@code numFeatures}
+     * @param y the output, at least {@code shape.elementCount()} floats; may be {@code x}
+     */
     public void forward(float[] x, Shape shape, float[] y) {
         Objects.requireNonNull(x, "x");
         Objects.requireNonNull(shape, "shape");
         Objects.requireNonNull(y, "y");
-        forward(null, x, shape, null, y, null);
+        forward(null, x, shape, null, y);
     }
 
-    /** Either the segments (xs, and ys or outArena) or the arrays (xa, ya) are given. */
-    private MemorySegment forward(MemorySegment xs, float[] xa, Shape shape, MemorySegment ys, float[] ya,
-                                  Arena outArena) {
+    /** Either the segments (xs, ys) or the arrays (xa, ya) are given. */
+    private void forward(MemorySegment xs, float[] xa, Shape shape, MemorySegment ys, float[] ya) {
+        long bytes = tensorBytes(shape);
         long stamp = lockForForward();
         try {
             ensureOpen();
-            long bytes = checkChannels(shape);
             boolean batchStatistics = training || !track;
             boolean updatesRunningStats = training && track;
             if (xa != null) {
-                checkArray("x", xa, shape);
-                checkArray("y", ya, shape);
+                Segments.checkArray("x", xa, shape);
+                Segments.checkArray("y", ya, shape);
             } else {
-                checkSegment("x", xs, shape, bytes);
+                Segments.checkInput("x", xs, shape, bytes);
                 if (updatesRunningStats) {
-                    checkNoOverlap("x", xs, bytes, runningMean, "running mean, which this call updates");
-                    checkNoOverlap("x", xs, bytes, runningVar, "running variance, which this call updates");
+                    Segments.checkDisjoint("x", xs, bytes, memory.runningMean, "running mean, which this call updates");
+                    Segments.checkDisjoint("x", xs, bytes, memory.runningVar, "running variance, which this call updates");
                 }
-                if (ys != null) {
-                    checkOutput("y", ys, shape, bytes);
-                    checkInPlace("y", ys, "x", xs, bytes);
-                    checkNotModuleState("y", ys, bytes);
-                } else {
-                    checkArena("y", outArena);
-                }
+                Segments.checkOutput("y", ys, shape, bytes);
+                Segments.checkInPlaceOrDisjoint("y", ys, "x", xs, bytes);
+                memory.checkDisjoint("y", ys, bytes);
             }
             if (batchStatistics && shape.valuesPerChannel() == 1) {
                 throw new IllegalArgumentException(
                         "Expected more than 1 value per channel when training, got input size " + shape);
             }
-            if (xa == null && ys == null) {
-                ys = outArena.allocate(bytes, Float.BYTES);
-            }
+            // The new counter and factor are computed here and published only after the call returned OK.
+            long count = updatesRunningStats ? nextBatchCount() : numBatchesTracked;
+            double factor = !updatesRunningStats ? 0 : cumulative ? 1.0 / count : momentum;
 
+            ModuleMemory.KernelBuffers k = memory.kernel;
             long n = shape.batch();
             long s = shape.spatial();
-            int status;
             if (batchStatistics) {
-                double factor = 0;
-                if (updatesRunningStats) {
-                    numBatchesTracked++;
-                    factor = cumulative ? 1.0 / numBatchesTracked : momentum;
-                }
-                status = xa != null
-                        ? forwardTrain(ya, kernel.saveMean(), kernel.saveInvstd(), kernel.runningMean(),
-                                kernel.runningVar(), xa, kernel.weight(), kernel.bias(), n, channels, s, eps, factor)
-                        : BatchNormNative.bn_forward_train_f32(ys, kernel.saveMean(), kernel.saveInvstd(),
-                                kernel.runningMean(), kernel.runningVar(), xs, kernel.weight(), kernel.bias(), n,
-                                channels, s, NativeCalls.LAYOUT_NCS, eps, factor);
-                if (status != NativeCalls.OK && updatesRunningStats) {
-                    numBatchesTracked--;
-                }
-                NativeCalls.check(status, "bn_forward_train_f32");
+                NativeCalls.check(xa != null
+                        ? NativeCalls.forwardTrain(ya, k.saveMean(), k.saveInvstd(), k.runningMean(), k.runningVar(),
+                                xa, k.weight(), k.bias(), n, channels, s, eps, factor)
+                        : BatchNormNative.bn_forward_train_f32(ys, k.saveMean(), k.saveInvstd(), k.runningMean(),
+                                k.runningVar(), xs, k.weight(), k.bias(), n, channels, s, NativeCalls.LAYOUT_NCS, eps,
+                                factor), "bn_forward_train_f32");
             } else {
-                status = xa != null
-                        ? forwardEval(ya, xa, kernel.weight(), kernel.bias(), kernel.runningMean(),
-                                kernel.runningVar(), n, channels, s, eps)
-                        : BatchNormNative.bn_forward_eval_f32(ys, xs, kernel.weight(), kernel.bias(),
-                                kernel.runningMean(), kernel.runningVar(), n, channels, s, NativeCalls.LAYOUT_NCS, eps);
-                NativeCalls.check(status, "bn_forward_eval_f32");
+                NativeCalls.check(xa != null
+                        ? NativeCalls.forwardEval(ya, xa, k.weight(), k.bias(), k.runningMean(), k.runningVar(),
+                                n, channels, s, eps)
+                        : BatchNormNative.bn_forward_eval_f32(ys, xs, k.weight(), k.bias(), k.runningMean(),
+                                k.runningVar(), n, channels, s, NativeCalls.LAYOUT_NCS, eps), "bn_forward_eval_f32");
             }
-            lastForward = shape;
-            return ys;
+            publishForward(shape, count);
         } finally {
             lock.unlock(stamp);
+            Reference.reachabilityFence(this);
         }
+    }
+
+    /** After a forward returned OK: its counter, and its statistics for one backward. */
+    private void publishForward(Shape shape, long count) {
+        numBatchesTracked = count;
+        lastForward = shape;
+        usedForward = null;
     }
 
     /** Write mode for calls that change state, read mode for eval with running statistics. */
@@ -305,106 +354,200 @@ public final class BatchNorm implements AutoCloseable {
         }
     }
 
+    /** The counter after one more training step; refuses to wrap past {@code Long.MAX_VALUE}. */
+    private long nextBatchCount() {
+        if (numBatchesTracked == Long.MAX_VALUE) {
+            throw new IllegalStateException("numBatchesTracked is Long.MAX_VALUE: one more training step would"
+                    + " overflow it (setNumBatchesTracked can lower it)");
+        }
+        return numBatchesTracked + 1;
+    }
+
     // ---- backward ----
 
     /**
      * Computes dx from dy for the last forward pass (same shape, same mode) and adds the weight and
-     * bias gradients into {@link #weightGrad()} and {@link #biasGrad()} when affine.
+     * bias gradients into {@link #weightGrad()} and {@link #biasGrad()} when affine. Uses up that
+     * forward's statistics: the next backward needs a new forward.
      *
      * @param dy the gradient of the loss with respect to y, native
      * @param x the input of the forward pass, native
      * @param shape the shape of the forward pass
      * @param dx the output, native and writable; may be {@code dy} itself
+     * @throws IllegalStateException without a matching forward, or after a backward of it
      */
     public void backward(MemorySegment dy, MemorySegment x, Shape shape, MemorySegment dx) {
         Objects.requireNonNull(dy, "dy");
         Objects.requireNonNull(x, "x");
         Objects.requireNonNull(shape, "shape");
         Objects.requireNonNull(dx, "dx");
-        backward(dy, null, x, null, shape, dx, null, null);
+        backward(dy, null, x, null, shape, dx, null, false);
     }
 
-    /** Like {@link #backward(MemorySegment, MemorySegment, Shape, MemorySegment)}, with dx allocated in {@code arena}. */
+    /**
+     * {@link #backward(MemorySegment, MemorySegment, Shape, MemorySegment)} with options.
+     *
+     * @param dy the gradient of the loss with respect to y, native
+     * @param x the input of the forward pass, native
+     * @param shape the shape of the forward pass
+     * @param dx the output, native and writable; may be {@code dy} itself
+     * @param options {@link BackwardOption#RETAIN_STATISTICS} keeps the forward's statistics for
+     *                another backward
+     */
+    public void backward(MemorySegment dy, MemorySegment x, Shape shape, MemorySegment dx, BackwardOption... options) {
+        Objects.requireNonNull(dy, "dy");
+        Objects.requireNonNull(x, "x");
+        Objects.requireNonNull(shape, "shape");
+        Objects.requireNonNull(dx, "dx");
+        backward(dy, null, x, null, shape, dx, null, BackwardOption.retains(options));
+    }
+
+    /**
+     * Like {@link #backward(MemorySegment, MemorySegment, Shape, MemorySegment)}, with dx allocated
+     * in {@code arena} first; the segment the arena returns is checked like a caller's dx.
+     *
+     * @param dy the gradient of the loss with respect to y, native
+     * @param x the input of the forward pass, native
+     * @param shape the shape of the forward pass
+     * @param arena where dx is allocated ({@code shape.elementCount()} floats, 4-byte aligned)
+     * @return dx
+     */
     public MemorySegment backward(MemorySegment dy, MemorySegment x, Shape shape, Arena arena) {
+        return backward(dy, x, shape, arena, NO_OPTIONS);
+    }
+
+    /**
+     * {@link #backward(MemorySegment, MemorySegment, Shape, Arena)} with options.
+     *
+     * @param dy the gradient of the loss with respect to y, native
+     * @param x the input of the forward pass, native
+     * @param shape the shape of the forward pass
+     * @param arena where dx is allocated ({@code shape.elementCount()} floats, 4-byte aligned)
+     * @param options {@link BackwardOption#RETAIN_STATISTICS} keeps the forward's statistics for
+     *                another backward
+     * @return dx
+     */
+    public MemorySegment backward(MemorySegment dy, MemorySegment x, Shape shape, Arena arena,
+                                  BackwardOption... options) {
         Objects.requireNonNull(dy, "dy");
         Objects.requireNonNull(x, "x");
         Objects.requireNonNull(shape, "shape");
         Objects.requireNonNull(arena, "arena");
-        return backward(dy, null, x, null, shape, null, null, arena);
+        boolean retain = BackwardOption.retains(options);
+        MemorySegment dx = Segments.allocateOutput("dx", arena, tensorBytes(shape));
+        backward(dy, null, x, null, shape, dx, null, retain);
+        return dx;
     }
 
-    /** Like {@link #backward(MemorySegment, MemorySegment, Shape, MemorySegment)} on Java arrays, without copying them. */
+    /**
+     * Like {@link #backward(MemorySegment, MemorySegment, Shape, MemorySegment)} on Java arrays,
+     * without copying them.
+     *
+     * @param dy the gradient of the loss with respect to y
+     * @param x the input of the forward pass
+     * @param shape the shape of the forward pass
+     * @param dx the output; may be {@code dy} itself, not {@code x}
+     */
     public void backward(float[] dy, float[] x, Shape shape, float[] dx) {
         Objects.requireNonNull(dy, "dy");
         Objects.requireNonNull(x, "x");
         Objects.requireNonNull(shape, "shape");
         Objects.requireNonNull(dx, "dx");
-        backward(null, dy, null, x, shape, null, dx, null);
+        backward(null, dy, null, x, shape, null, dx, false);
     }
 
-    /** Either the segments (dys, xs, and dxs or outArena) or the arrays (dya, xa, dxa) are given. */
-    private MemorySegment backward(MemorySegment dys, float[] dya, MemorySegment xs, float[] xa, Shape shape,
-                                   MemorySegment dxs, float[] dxa, Arena outArena) {
+    /**
+     * {@link #backward(float[], float[], Shape, float[])} with options.
+     *
+     * @param dy the gradient of the loss with respect to y
+     * @param x the input of the forward pass
+     * @param shape the shape of the forward pass
+     * @param dx the output; may be {@code dy} itself, not {@code x}
+     * @param options {@link BackwardOption#RETAIN_STATISTICS} keeps the forward's statistics for
+     *                another backward
+     */
+    public void backward(float[] dy, float[] x, Shape shape, float[] dx, BackwardOption... options) {
+        Objects.requireNonNull(dy, "dy");
+        Objects.requireNonNull(x, "x");
+        Objects.requireNonNull(shape, "shape");
+        Objects.requireNonNull(dx, "dx");
+        backward(null, dy, null, x, shape, null, dx, BackwardOption.retains(options));
+    }
+
+    private static final BackwardOption[] NO_OPTIONS = {};
+
+    /** Either the segments (dys, xs, dxs) or the arrays (dya, xa, dxa) are given. */
+    private void backward(MemorySegment dys, float[] dya, MemorySegment xs, float[] xa, Shape shape,
+                          MemorySegment dxs, float[] dxa, boolean retain) {
+        long bytes = tensorBytes(shape);
         long stamp = lock.writeLock();
         try {
             ensureOpen();
-            long bytes = checkChannels(shape);
-            Shape forwardShape = lastForward;
-            if (!shape.equals(forwardShape)) {
-                throw new IllegalStateException(forwardShape == null
-                        ? "backward needs a forward pass first, in the current mode and since the last change of state"
-                        : "backward got shape " + shape + " but the last forward pass had shape " + forwardShape);
-            }
+            checkForwardFor(shape);
             if (xa != null) {
-                checkArray("dy", dya, shape);
-                checkArray("x", xa, shape);
-                checkArray("dx", dxa, shape);
+                Segments.checkArray("dy", dya, shape);
+                Segments.checkArray("x", xa, shape);
+                Segments.checkArray("dx", dxa, shape);
                 if (dxa == xa) {
                     throw new IllegalArgumentException("dx must not be x (in-place backward writes dx into dy)");
                 }
             } else {
-                checkSegment("dy", dys, shape, bytes);
-                checkSegment("x", xs, shape, bytes);
-                if (dxs != null) {
-                    checkOutput("dx", dxs, shape, bytes);
-                    checkInPlace("dx", dxs, "dy", dys, bytes);
-                    checkNoOverlap("dx", dxs, bytes, xs, "x (in-place backward writes dx into dy, not x)");
-                    checkNotModuleState("dx", dxs, bytes);
-                } else {
-                    checkArena("dx", outArena);
-                    dxs = outArena.allocate(bytes, Float.BYTES);
-                }
+                Segments.checkInput("dy", dys, shape, bytes);
+                Segments.checkInput("x", xs, shape, bytes);
+                Segments.checkOutput("dx", dxs, shape, bytes);
+                Segments.checkInPlaceOrDisjoint("dx", dxs, "dy", dys, bytes);
+                Segments.checkDisjoint("dx", dxs, bytes, xs, "x (in-place backward writes dx into dy, not x)");
+                memory.checkDisjoint("dx", dxs, bytes);
             }
 
+            ModuleMemory.KernelBuffers k = memory.kernel;
             long n = shape.batch();
             long s = shape.spatial();
-            int status;
             if (training || !track) {
-                status = xa != null
-                        ? backwardTrain(dxa, kernel.stepWeightGrad(), kernel.stepBiasGrad(), dya, xa, kernel.weight(),
-                                kernel.saveMean(), kernel.saveInvstd(), n, channels, s)
-                        : BatchNormNative.bn_backward_train_f32(dxs, kernel.stepWeightGrad(), kernel.stepBiasGrad(), dys,
-                                xs, kernel.weight(), kernel.saveMean(), kernel.saveInvstd(), n, channels, s,
-                                NativeCalls.LAYOUT_NCS);
-                NativeCalls.check(status, "bn_backward_train_f32");
+                NativeCalls.check(xa != null
+                        ? NativeCalls.backwardTrain(dxa, k.stepWeightGrad(), k.stepBiasGrad(), dya, xa, k.weight(),
+                                k.saveMean(), k.saveInvstd(), n, channels, s)
+                        : BatchNormNative.bn_backward_train_f32(dxs, k.stepWeightGrad(), k.stepBiasGrad(), dys, xs,
+                                k.weight(), k.saveMean(), k.saveInvstd(), n, channels, s, NativeCalls.LAYOUT_NCS),
+                        "bn_backward_train_f32");
             } else {
-                status = xa != null
-                        ? backwardEval(dxa, kernel.stepWeightGrad(), kernel.stepBiasGrad(), dya, xa, kernel.weight(),
-                                kernel.runningMean(), kernel.runningVar(), n, channels, s, eps)
-                        : BatchNormNative.bn_backward_eval_f32(dxs, kernel.stepWeightGrad(), kernel.stepBiasGrad(), dys,
-                                xs, kernel.weight(), kernel.runningMean(), kernel.runningVar(), n, channels, s,
-                                NativeCalls.LAYOUT_NCS, eps);
-                NativeCalls.check(status, "bn_backward_eval_f32");
+                NativeCalls.check(xa != null
+                        ? NativeCalls.backwardEval(dxa, k.stepWeightGrad(), k.stepBiasGrad(), dya, xa, k.weight(),
+                                k.runningMean(), k.runningVar(), n, channels, s, eps)
+                        : BatchNormNative.bn_backward_eval_f32(dxs, k.stepWeightGrad(), k.stepBiasGrad(), dys, xs,
+                                k.weight(), k.runningMean(), k.runningVar(), n, channels, s, NativeCalls.LAYOUT_NCS,
+                                eps), "bn_backward_eval_f32");
             }
-            if (affine) {
-                for (long i = 0; i < channels; i++) {
-                    weightGrad.setAtIndex(FLOAT, i, weightGrad.getAtIndex(FLOAT, i) + stepWeightGrad.getAtIndex(FLOAT, i));
-                    biasGrad.setAtIndex(FLOAT, i, biasGrad.getAtIndex(FLOAT, i) + stepBiasGrad.getAtIndex(FLOAT, i));
-                }
-            }
-            return dxs;
+            publishBackward(retain);
         } finally {
             lock.unlockWrite(stamp);
+            Reference.reachabilityFence(this);
+        }
+    }
+
+    /** The last forward had this shape, in the current mode and state, and no backward used it up. */
+    private void checkForwardFor(Shape shape) {
+        Shape forwardShape = lastForward;
+        if (forwardShape == null) {
+            throw new IllegalStateException(usedForward != null
+                    ? "backward already ran for the last forward pass: run a new forward, or give the earlier"
+                            + " backward BackwardOption.RETAIN_STATISTICS to keep its statistics"
+                    : "backward needs a forward pass first, in the current mode and since the last change of state");
+        }
+        if (!shape.equals(forwardShape)) {
+            throw new IllegalStateException("backward got shape " + shape + " but the last forward pass had shape "
+                    + forwardShape);
+        }
+    }
+
+    /** After a backward returned OK: its gradients, and the forward's statistics used up unless retained. */
+    private void publishBackward(boolean retain) {
+        if (affine) {
+            memory.accumulateGradients();
+        }
+        if (!retain) {
+            usedForward = lastForward;
+            lastForward = null;
         }
     }
 
@@ -413,65 +556,72 @@ public final class BatchNorm implements AutoCloseable {
     /**
      * Gamma, {@code numFeatures} floats, module-owned.
      *
-     * @throws IllegalStateException when not affine
+     * @return a view of the module's weight
+     * @throws IllegalStateException when not affine, or closed
      */
     public MemorySegment weight() {
-        return affineBuffer(weight, "weight");
+        return affineBuffer(memory.weight, "weight");
     }
 
     /**
      * Beta, {@code numFeatures} floats, module-owned.
      *
-     * @throws IllegalStateException when not affine
+     * @return a view of the module's bias
+     * @throws IllegalStateException when not affine, or closed
      */
     public MemorySegment bias() {
-        return affineBuffer(bias, "bias");
+        return affineBuffer(memory.bias, "bias");
     }
 
     /**
      * The accumulated gradient of gamma.
      *
-     * @throws IllegalStateException when not affine
+     * @return a view of the module's weight gradient
+     * @throws IllegalStateException when not affine, or closed
      */
     public MemorySegment weightGrad() {
-        return affineBuffer(weightGrad, "weightGrad");
+        return affineBuffer(memory.weightGrad, "weightGrad");
     }
 
     /**
      * The accumulated gradient of beta.
      *
-     * @throws IllegalStateException when not affine
+     * @return a view of the module's bias gradient
+     * @throws IllegalStateException when not affine, or closed
      */
     public MemorySegment biasGrad() {
-        return affineBuffer(biasGrad, "biasGrad");
+        return affineBuffer(memory.biasGrad, "biasGrad");
     }
 
     /**
      * The running mean, {@code numFeatures} floats.
      *
-     * @throws IllegalStateException without trackRunningStats
+     * @return a view of the module's running mean
+     * @throws IllegalStateException without trackRunningStats, or closed
      */
     public MemorySegment runningMean() {
-        return trackedBuffer(runningMean, "runningMean");
+        return trackedBuffer(memory.runningMean, "runningMean");
     }
 
     /**
      * The running variance (unbiased, as PyTorch stores it; ONNX, DL4J and oneDNN store the biased
      * one).
      *
-     * @throws IllegalStateException without trackRunningStats
+     * @return a view of the module's running variance
+     * @throws IllegalStateException without trackRunningStats, or closed
      */
     public MemorySegment runningVar() {
-        return trackedBuffer(runningVar, "runningVar");
+        return trackedBuffer(memory.runningVar, "runningVar");
     }
 
     /**
      * How many training batches have updated the running statistics.
      *
-     * @throws IllegalStateException without trackRunningStats
+     * @return the counter
+     * @throws IllegalStateException without trackRunningStats, or closed
      */
     public long numBatchesTracked() {
-        trackedBuffer(runningMean, "numBatchesTracked");
+        trackedBuffer(memory.runningMean, "numBatchesTracked");
         long stamp = lock.readLock();
         try {
             return numBatchesTracked;
@@ -483,14 +633,17 @@ public final class BatchNorm implements AutoCloseable {
     /**
      * Sets the counter, e.g. when loading a saved state (it matters for the cumulative average).
      *
-     * @throws IllegalArgumentException when {@code count < 0}
-     * @throws IllegalStateException without trackRunningStats
+     * @param count the new counter, {@code 0 <= count < Long.MAX_VALUE} (the next training step
+     *              adds one)
+     * @throws IllegalArgumentException when {@code count} is out of range
+     * @throws IllegalStateException without trackRunningStats, or closed
      */
     public void setNumBatchesTracked(long count) {
-        if (count < 0) {
-            throw new IllegalArgumentException("numBatchesTracked must be >= 0, got " + count);
+        if (count < 0 || count == Long.MAX_VALUE) {
+            throw new IllegalArgumentException("numBatchesTracked must be >= 0 and < " + Long.MAX_VALUE
+                    + " (the next training step adds 1), got " + count);
         }
-        trackedBuffer(runningMean, "numBatchesTracked");
+        trackedBuffer(memory.runningMean, "numBatchesTracked");
         long stamp = lock.writeLock();
         try {
             ensureOpen();
@@ -500,40 +653,56 @@ public final class BatchNorm implements AutoCloseable {
         }
     }
 
-    /** Sets the weight and bias gradients to zero (PyTorch's {@code zero_grad()}, without setting them to None). */
+    /**
+     * Sets the weight and bias gradients to zero (PyTorch's {@code zero_grad()}, without setting
+     * them to None).
+     *
+     * @throws IllegalStateException when closed
+     */
     public void zeroGrad() {
         long stamp = lock.writeLock();
         try {
             ensureOpen();
             if (affine) {
-                weightGrad.fill((byte) 0);
-                biasGrad.fill((byte) 0);
+                memory.weightGrad.fill((byte) 0);
+                memory.biasGrad.fill((byte) 0);
             }
         } finally {
             lock.unlockWrite(stamp);
         }
     }
 
-    /** Running mean 0, running variance 1, {@code numBatchesTracked} 0 (PyTorch's {@code reset_running_stats()}). */
+    /**
+     * Running mean 0, running variance 1, {@code numBatchesTracked} 0 (PyTorch's
+     * {@code reset_running_stats()}).
+     *
+     * @throws IllegalStateException when closed
+     */
     public void resetRunningStats() {
         long stamp = lock.writeLock();
         try {
             ensureOpen();
-            initRunningStats();
-            lastForward = null;
+            memory.initRunningStats();
+            numBatchesTracked = 0;
+            forgetForward();
         } finally {
             lock.unlockWrite(stamp);
         }
     }
 
-    /** {@link #resetRunningStats()}, then weight 1 and bias 0 (PyTorch's {@code reset_parameters()}). */
+    /**
+     * {@link #resetRunningStats()}, then weight 1 and bias 0 (PyTorch's {@code reset_parameters()}).
+     *
+     * @throws IllegalStateException when closed
+     */
     public void resetParameters() {
         long stamp = lock.writeLock();
         try {
             ensureOpen();
-            initRunningStats();
-            initParameters();
-            lastForward = null;
+            memory.initRunningStats();
+            numBatchesTracked = 0;
+            memory.initParameters();
+            forgetForward();
         } finally {
             lock.unlockWrite(stamp);
         }
@@ -546,18 +715,24 @@ public final class BatchNorm implements AutoCloseable {
         try {
             if (open) {
                 open = false;
-                lastForward = null;
-                arena.close();
+                forgetForward();
+                cleanable.clean();
             }
         } finally {
             lock.unlockWrite(stamp);
         }
     }
 
+    /**
+     * A description with the options and the mode, such as
+     * {@code BatchNorm[numFeatures=64, eps=1.0E-5, momentum=0.1, affine=true, trackRunningStats=true, training]}.
+     *
+     * @return the description
+     */
     @Override
     public String toString() {
         return "BatchNorm[numFeatures=" + channels + ", eps=" + eps
-                + ", momentum=" + (cumulative ? "None" : Double.toString(momentum))
+                + ", momentum=" + (cumulative ? "cumulative average" : Double.toString(momentum))
                 + ", affine=" + affine + ", trackRunningStats=" + track
                 + ", " + (training ? "training" : "eval") + (open ? "" : ", closed") + "]";
     }
@@ -565,13 +740,13 @@ public final class BatchNorm implements AutoCloseable {
     /** The batch means saved by the last forward that used batch statistics (C doubles). For tests. */
     MemorySegment savedMean() {
         ensureOpen();
-        return saveMean;
+        return memory.saveMean;
     }
 
     /** The batch 1/sqrt(var + eps) saved by the last forward that used batch statistics (C doubles). For tests. */
     MemorySegment savedInvstd() {
         ensureOpen();
-        return saveInvstd;
+        return memory.saveInvstd;
     }
 
     // ---- internals ----
@@ -582,7 +757,7 @@ public final class BatchNorm implements AutoCloseable {
             ensureOpen();
             if (training != mode) {
                 training = mode;
-                lastForward = null;
+                forgetForward();
             }
             return this;
         } finally {
@@ -590,23 +765,9 @@ public final class BatchNorm implements AutoCloseable {
         }
     }
 
-    private void initParameters() {
-        if (affine) {
-            for (long i = 0; i < channels; i++) {
-                weight.setAtIndex(FLOAT, i, 1f);
-            }
-            bias.fill((byte) 0);
-        }
-    }
-
-    private void initRunningStats() {
-        if (track) {
-            runningMean.fill((byte) 0);
-            for (long i = 0; i < channels; i++) {
-                runningVar.setAtIndex(FLOAT, i, 1f);
-            }
-            numBatchesTracked = 0;
-        }
+    private void forgetForward() {
+        lastForward = null;
+        usedForward = null;
     }
 
     private void ensureOpen() {
@@ -631,178 +792,12 @@ public final class BatchNorm implements AutoCloseable {
         return buffer;
     }
 
-    /** Returns the byte size of a tensor of this shape. */
-    private long checkChannels(Shape shape) {
+    /** The byte size of a float32 tensor of this shape, after checking its channel count. */
+    private long tensorBytes(Shape shape) {
         if (shape.channels() != channels) {
             throw new IllegalArgumentException("shape " + shape + " has " + shape.channels()
                     + " channels (dimension 1) but the module has numFeatures=" + channels);
         }
         return shape.elementCount() * Float.BYTES;
-    }
-
-    private static void checkArray(String name, float[] array, Shape shape) {
-        if (array.length < shape.elementCount()) {
-            throw new IllegalArgumentException(name + " is too small: shape " + shape + " needs " + shape.elementCount()
-                    + " floats, " + name + " has " + array.length);
-        }
-    }
-
-    private static void checkSegment(String name, MemorySegment segment, Shape shape, long bytes) {
-        if (!segment.scope().isAlive()) {
-            throw new IllegalStateException(name + " cannot be used: the arena of its memory is closed");
-        }
-        if (!segment.isAccessibleBy(Thread.currentThread())) {
-            throw new WrongThreadException(name + " is confined to another thread than " + Thread.currentThread().getName());
-        }
-        if (!segment.isNative()) {
-            throw new IllegalArgumentException(name + " must be a native segment, got a heap segment"
-                    + " (use the float[] overloads for Java arrays)");
-        }
-        if (segment.address() == 0) {
-            throw new IllegalArgumentException(name + " must not be MemorySegment.NULL");
-        }
-        if (segment.address() % Float.BYTES != 0) {
-            throw new IllegalArgumentException(name + " must be aligned to " + Float.BYTES
-                    + " bytes (float), got address 0x" + Long.toHexString(segment.address()));
-        }
-        if (segment.byteSize() < bytes) {
-            throw new IllegalArgumentException(name + " is too small: shape " + shape + " needs " + bytes
-                    + " bytes, " + name + " has " + segment.byteSize());
-        }
-    }
-
-    private static void checkArena(String output, Arena arena) {
-        if (!arena.scope().isAlive()) {
-            throw new IllegalStateException("arena is closed: " + output + " cannot be allocated in it");
-        }
-    }
-
-    private static void checkOutput(String name, MemorySegment segment, Shape shape, long bytes) {
-        checkSegment(name, segment, shape, bytes);
-        if (segment.isReadOnly()) {
-            throw new IllegalArgumentException(name + " is read-only, but it is an output");
-        }
-    }
-
-    /** Output and input may be the same memory (in-place) but must not overlap otherwise. */
-    private static void checkInPlace(String outName, MemorySegment out, String inName, MemorySegment in, long bytes) {
-        if (overlaps(out, bytes, in, bytes) && out.address() != in.address()) {
-            throw new IllegalArgumentException(outName + " overlaps " + inName + " (" + outName + " at 0x"
-                    + Long.toHexString(out.address()) + ", " + inName + " at 0x" + Long.toHexString(in.address())
-                    + ", " + bytes + " bytes each): in-place use needs " + outName + " to be exactly " + inName);
-        }
-    }
-
-    private static void checkNoOverlap(String name, MemorySegment segment, long bytes, MemorySegment other,
-                                       String otherName) {
-        if (overlaps(segment, bytes, other, other.byteSize())) {
-            throw new IllegalArgumentException(name + " overlaps " + otherName);
-        }
-    }
-
-    private void checkNotModuleState(String name, MemorySegment out, long bytes) {
-        checkNoOverlap(name, out, bytes, weight, "the module's weight");
-        checkNoOverlap(name, out, bytes, bias, "the module's bias");
-        checkNoOverlap(name, out, bytes, weightGrad, "the module's weight gradient");
-        checkNoOverlap(name, out, bytes, biasGrad, "the module's bias gradient");
-        checkNoOverlap(name, out, bytes, runningMean, "the module's running mean");
-        checkNoOverlap(name, out, bytes, runningVar, "the module's running variance");
-    }
-
-    private static boolean overlaps(MemorySegment a, long aBytes, MemorySegment b, long bBytes) {
-        if (aBytes == 0 || bBytes == 0) {
-            return false;
-        }
-        long a0 = a.address();
-        long b0 = b.address();
-        return a0 < b0 + bBytes && b0 < a0 + aBytes;
-    }
-
-    /**
-     * The module's native buffers as the kernels get them: views of the same memory that belong to
-     * no arena. A downcall acquires and releases the arena of every segment it passes, an atomic
-     * update each for the module's shared arena, which made up a good part of a small call's cost.
-     * Passing these views is safe because the module frees its arena only in {@link #close()},
-     * under the write lock, and every call passes them while holding the lock after
-     * {@code ensureOpen()}. {@code MemorySegment.NULL} (an absent buffer) stays NULL.
-     */
-    private record KernelBuffers(MemorySegment weight, MemorySegment bias, MemorySegment runningMean,
-                                 MemorySegment runningVar, MemorySegment saveMean, MemorySegment saveInvstd,
-                                 MemorySegment stepWeightGrad, MemorySegment stepBiasGrad) {
-
-        KernelBuffers {
-            weight = unscoped(weight);
-            bias = unscoped(bias);
-            runningMean = unscoped(runningMean);
-            runningVar = unscoped(runningVar);
-            saveMean = unscoped(saveMean);
-            saveInvstd = unscoped(saveInvstd);
-            stepWeightGrad = unscoped(stepWeightGrad);
-            stepBiasGrad = unscoped(stepBiasGrad);
-        }
-
-        @SuppressWarnings("restricted") // the module's own memory, kept alive as described above
-        private static MemorySegment unscoped(MemorySegment owned) {
-            return MemorySegment.ofAddress(owned.address()).reinterpret(owned.byteSize());
-        }
-    }
-
-    // The critical calls wrap the arrays right at the call, where escape analysis can remove the
-    // wrappers once the constant method handle is inlined.
-
-    private static int forwardTrain(float[] y, MemorySegment saveMean, MemorySegment saveInvstd,
-                                    MemorySegment runningMean, MemorySegment runningVar, float[] x,
-                                    MemorySegment weight, MemorySegment bias,
-                                    long n, long c, long s, double eps, double factor) {
-        try {
-            return (int) NativeCalls.Critical.FORWARD_TRAIN.invokeExact(MemorySegment.ofArray(y), saveMean, saveInvstd,
-                    runningMean, runningVar, MemorySegment.ofArray(x), weight, bias, n, c, s, NativeCalls.LAYOUT_NCS,
-                    eps, factor);
-        } catch (Error | RuntimeException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw new AssertionError("a downcall threw a checked exception", t);
-        }
-    }
-
-    private static int forwardEval(float[] y, float[] x, MemorySegment weight, MemorySegment bias,
-                                   MemorySegment runningMean, MemorySegment runningVar,
-                                   long n, long c, long s, double eps) {
-        try {
-            return (int) NativeCalls.Critical.FORWARD_EVAL.invokeExact(MemorySegment.ofArray(y), MemorySegment.ofArray(x),
-                    weight, bias, runningMean, runningVar, n, c, s, NativeCalls.LAYOUT_NCS, eps);
-        } catch (Error | RuntimeException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw new AssertionError("a downcall threw a checked exception", t);
-        }
-    }
-
-    private static int backwardTrain(float[] dx, MemorySegment dweight, MemorySegment dbias, float[] dy, float[] x,
-                                     MemorySegment weight, MemorySegment saveMean, MemorySegment saveInvstd,
-                                     long n, long c, long s) {
-        try {
-            return (int) NativeCalls.Critical.BACKWARD_TRAIN.invokeExact(MemorySegment.ofArray(dx), dweight, dbias,
-                    MemorySegment.ofArray(dy), MemorySegment.ofArray(x), weight, saveMean, saveInvstd, n, c, s,
-                    NativeCalls.LAYOUT_NCS);
-        } catch (Error | RuntimeException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw new AssertionError("a downcall threw a checked exception", t);
-        }
-    }
-
-    private static int backwardEval(float[] dx, MemorySegment dweight, MemorySegment dbias, float[] dy, float[] x,
-                                    MemorySegment weight, MemorySegment runningMean, MemorySegment runningVar,
-                                    long n, long c, long s, double eps) {
-        try {
-            return (int) NativeCalls.Critical.BACKWARD_EVAL.invokeExact(MemorySegment.ofArray(dx), dweight, dbias,
-                    MemorySegment.ofArray(dy), MemorySegment.ofArray(x), weight, runningMean, runningVar, n, c, s,
-                    NativeCalls.LAYOUT_NCS, eps);
-        } catch (Error | RuntimeException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw new AssertionError("a downcall threw a checked exception", t);
-        }
     }
 }

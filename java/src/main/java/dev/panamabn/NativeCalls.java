@@ -23,6 +23,7 @@ final class NativeCalls {
     private NativeCalls() {
     }
 
+    /** Throws when a native call returned an error status (after which it has written nothing). */
     static void check(int status, String function) {
         if (status != OK) {
             throw new BatchNormException(function, status, statusMessage(status));
@@ -31,6 +32,64 @@ final class NativeCalls {
 
     static String statusMessage(int status) {
         return BatchNormNative.bn_status_message(status).getString(0);
+    }
+
+    // The critical calls wrap the arrays right at the call, where escape analysis can remove the
+    // wrappers once the constant method handle is inlined.
+
+    static int forwardTrain(float[] y, MemorySegment saveMean, MemorySegment saveInvstd,
+                            MemorySegment runningMean, MemorySegment runningVar, float[] x,
+                            MemorySegment weight, MemorySegment bias,
+                            long n, long c, long s, double eps, double factor) {
+        try {
+            return (int) Critical.FORWARD_TRAIN.invokeExact(MemorySegment.ofArray(y), saveMean, saveInvstd,
+                    runningMean, runningVar, MemorySegment.ofArray(x), weight, bias, n, c, s, LAYOUT_NCS, eps, factor);
+        } catch (Error | RuntimeException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new AssertionError("a downcall threw a checked exception", t);
+        }
+    }
+
+    static int forwardEval(float[] y, float[] x, MemorySegment weight, MemorySegment bias,
+                           MemorySegment runningMean, MemorySegment runningVar,
+                           long n, long c, long s, double eps) {
+        try {
+            return (int) Critical.FORWARD_EVAL.invokeExact(MemorySegment.ofArray(y), MemorySegment.ofArray(x),
+                    weight, bias, runningMean, runningVar, n, c, s, LAYOUT_NCS, eps);
+        } catch (Error | RuntimeException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new AssertionError("a downcall threw a checked exception", t);
+        }
+    }
+
+    static int backwardTrain(float[] dx, MemorySegment dweight, MemorySegment dbias, float[] dy, float[] x,
+                             MemorySegment weight, MemorySegment saveMean, MemorySegment saveInvstd,
+                             long n, long c, long s) {
+        try {
+            return (int) Critical.BACKWARD_TRAIN.invokeExact(MemorySegment.ofArray(dx), dweight, dbias,
+                    MemorySegment.ofArray(dy), MemorySegment.ofArray(x), weight, saveMean, saveInvstd, n, c, s,
+                    LAYOUT_NCS);
+        } catch (Error | RuntimeException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new AssertionError("a downcall threw a checked exception", t);
+        }
+    }
+
+    static int backwardEval(float[] dx, MemorySegment dweight, MemorySegment dbias, float[] dy, float[] x,
+                            MemorySegment weight, MemorySegment runningMean, MemorySegment runningVar,
+                            long n, long c, long s, double eps) {
+        try {
+            return (int) Critical.BACKWARD_EVAL.invokeExact(MemorySegment.ofArray(dx), dweight, dbias,
+                    MemorySegment.ofArray(dy), MemorySegment.ofArray(x), weight, runningMean, runningVar, n, c, s,
+                    LAYOUT_NCS, eps);
+        } catch (Error | RuntimeException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new AssertionError("a downcall threw a checked exception", t);
+        }
     }
 
     /** Initialised on first use, after {@link NativeLibrary#ensureLoaded()} has run. */

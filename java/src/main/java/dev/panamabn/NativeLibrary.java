@@ -1,6 +1,10 @@
 package dev.panamabn;
 
+import dev.panamabn.internal.BatchNormNative;
+
 import java.io.IOException;
+import java.lang.foreign.SymbolLookup;
+import java.lang.reflect.Method;
 import java.io.InputStream;
 import java.net.URISyntaxException;
 import java.net.URL;
@@ -11,7 +15,8 @@ import java.util.ArrayList;
 import java.util.List;
 
 /**
- * Loads {@code libbatchnorm} once per class loader, before any binding in
+ * Loads {@code libbatchnorm} once per class loader, and checks that it has every symbol the
+ * bindings use, before any binding in
  * {@code dev.panamabn.internal} resolves a symbol (the bindings look symbols up through
  * {@link java.lang.foreign.SymbolLookup#loaderLookup()}, which sees libraries loaded by
  * {@link System#load} from this class loader).
@@ -31,6 +36,9 @@ final class NativeLibrary {
     static final String PATH_PROPERTY = "panamabn.library.path";
     static final String RESOURCE = "/native/linux-x86_64/libbatchnorm.so";
     static final String LIBRARY_NAME = "batchnorm";
+
+    static final String NATIVE_ACCESS_ADVICE = "native access is not enabled for panama-batchnorm: start java with ";
+    private static final String ADDRESS_SUFFIX = "$address";
 
     private static final Object LOCK = new Object();
     private static volatile String location;
@@ -52,9 +60,15 @@ final class NativeLibrary {
             if (failure != null) {
                 throw new UnsatisfiedLinkError(failure);
             }
-            warnIfNativeAccessDisabled();
             try {
-                location = load(System.getProperty(PATH_PROPERTY), RESOURCE, LIBRARY_NAME);
+                // Asked before the load: after a load it allowed, the JDK marks the module enabled.
+                boolean nativeAccess = NativeLibrary.class.getModule().isNativeAccessEnabled();
+                String loaded = load(System.getProperty(PATH_PROPERTY), RESOURCE, LIBRARY_NAME);
+                checkSymbols(loaded, boundSymbols());
+                if (!nativeAccess) {
+                    warnNativeAccessDisabled();
+                }
+                location = loaded;
             } catch (UnsatisfiedLinkError e) {
                 failure = e.getMessage();
                 throw e;
@@ -116,6 +130,39 @@ final class NativeLibrary {
         throw notLoaded(tried);
     }
 
+    /**
+     * Every C function the generated bindings link, read from the bindings themselves (jextract
+     * writes a {@code name$address()} method for each): no second list to keep in step.
+     */
+    static List<String> boundSymbols() {
+        List<String> symbols = new ArrayList<>();
+        for (Method method : BatchNormNative.class.getMethods()) {
+            String name = method.getName();
+            if (name.endsWith(ADDRESS_SUFFIX) && method.getParameterCount() == 0) {
+                symbols.add(name.substring(0, name.length() - ADDRESS_SUFFIX.length()));
+            }
+        }
+        symbols.sort(null);
+        return symbols;
+    }
+
+    /**
+     * Refuses a library that loaded but lacks a symbol the bindings use (another file, or another
+     * version), before any module exists: otherwise the first call would fail inside a binding's
+     * class initialiser and leave that class dead for the JVM's life.
+     *
+     * @throws UnsatisfiedLinkError naming the library and the first missing symbol
+     */
+    static void checkSymbols(String loaded, List<String> symbols) {
+        SymbolLookup lookup = SymbolLookup.loaderLookup();
+        for (String symbol : symbols) {
+            if (lookup.find(symbol).isEmpty()) {
+                throw new UnsatisfiedLinkError("the library " + loaded + " lacks the symbol " + symbol
+                        + " that the bindings use: it is not the libbatchnorm of this version of panama-batchnorm");
+            }
+        }
+    }
+
     /** The command-line flag that grants this code native access, for messages. */
     static String nativeAccessFlag() {
         Module module = NativeLibrary.class.getModule();
@@ -128,8 +175,7 @@ final class NativeLibrary {
             System.load(path.toString());
         } catch (IllegalCallerException e) {
             // Thrown under --illegal-native-access=deny when the flag is missing.
-            throw new IllegalCallerException("native access is not enabled for panama-batchnorm: start java with "
-                    + nativeAccessFlag(), e);
+            throw new IllegalCallerException(NATIVE_ACCESS_ADVICE + nativeAccessFlag(), e);
         }
     }
 
@@ -147,12 +193,14 @@ final class NativeLibrary {
         return file;
     }
 
-    private static void warnIfNativeAccessDisabled() {
-        if (!NativeLibrary.class.getModule().isNativeAccessEnabled()) {
-            System.getLogger(NativeLibrary.class.getName()).log(System.Logger.Level.WARNING,
-                    "native access is not enabled for panama-batchnorm; start java with " + nativeAccessFlag()
-                            + " (the JDK warns now and will refuse in a later release)");
-        }
+    /**
+     * The library's one line about native access, after a load the JDK allowed without it (under
+     * {@code --illegal-native-access=warn}, the default, the JDK prints its own warning too; under
+     * {@code deny} the load fails instead, with the same advice in the exception's message).
+     */
+    private static void warnNativeAccessDisabled() {
+        System.getLogger(NativeLibrary.class.getName()).log(System.Logger.Level.WARNING, NATIVE_ACCESS_ADVICE
+                + nativeAccessFlag());
     }
 
     private static String platformNote() {

@@ -10,8 +10,10 @@ import java.util.Objects;
  * {@code (N, C, S)} with S the product of the spatial dimensions.
  *
  * <p>Every dimension is {@code >= 0} except C, which is {@code >= 1}. An empty tensor (N = 0, or a
- * spatial dimension 0) is a valid shape, as in PyTorch. The byte size {@code 4 * N * C * S} must fit
- * in a {@code long}.
+ * spatial dimension 0) is a valid shape, as in PyTorch. The native kernel indexes with 64-bit
+ * signed integers, so the byte sizes {@code 4 * N * C * S}, {@code 4 * C * S} (one sample, also
+ * when N = 0) and {@code 8 * C} (the per-channel statistics in double) must each be below
+ * {@code 2^63}, and so must every partial product of the spatial dimensions.
  *
  * <p>Immutable: the dimensions are copied in and out.
  *
@@ -19,11 +21,15 @@ import java.util.Objects;
  */
 public record Shape(long[] dims) {
 
+    private static final String LIMIT = "4 * N * C * S bytes, 4 * C * S bytes (one sample) and 8 * C bytes"
+            + " (the per-channel statistics) must each be < 2^63";
+
     /**
      * Checks and copies the dimensions.
      *
+     * @param dims the dimensions, outermost first
      * @throws IllegalArgumentException for a rank outside 2..5, a negative dimension, C = 0, or a
-     *                                  size that overflows
+     *                                  size past the limits above (the message names them)
      */
     public Shape {
         Objects.requireNonNull(dims, "dims");
@@ -47,10 +53,12 @@ public record Shape(long[] dims) {
             for (int i = 2; i < dims.length; i++) {
                 spatial = Math.multiplyExact(spatial, dims[i]);
             }
-            Math.multiplyExact(Math.multiplyExact(Math.multiplyExact(dims[0], dims[1]), spatial), (long) Float.BYTES);
+            long sampleBytes = Math.multiplyExact(Math.multiplyExact(dims[1], spatial), (long) Float.BYTES);
+            Math.multiplyExact(dims[0], sampleBytes);
+            Math.multiplyExact(dims[1], (long) Double.BYTES);
         } catch (ArithmeticException e) {
-            throw new IllegalArgumentException("the size of " + Arrays.toString(dims)
-                    + " overflows a long (4 * N * C * S bytes must be < 2^63)");
+            throw new IllegalArgumentException("the size of " + Arrays.toString(dims) + " overflows a long: "
+                    + LIMIT + " (also for an empty tensor)");
         }
     }
 

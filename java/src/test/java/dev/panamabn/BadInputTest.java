@@ -291,7 +291,7 @@ class BadInputTest {
 
     @Test
     void badCounterAndThreadCount() {
-        rejected(IllegalArgumentException.class, "numBatchesTracked must be >= 0, got -1", () -> bn.setNumBatchesTracked(-1));
+        rejected(IllegalArgumentException.class, "numBatchesTracked must be >= 0 and < 9223372036854775807 (the next training step adds 1), got -1", () -> bn.setNumBatchesTracked(-1));
         int threads = Parallelism.threads();
         rejected(IllegalArgumentException.class, "threads must be in 1..1024, got 0", () -> Parallelism.setThreads(0));
         rejected(IllegalArgumentException.class, "threads must be in 1..1024, got 1025", () -> Parallelism.setThreads(1025));

@@ -213,6 +213,7 @@ class SemanticsTest {
             bn.backward(dy, x, shape, new float[24]);
             float[] once = Tensors.floats(bn.weightGrad(), 2);
             float[] onceBias = Tensors.floats(bn.biasGrad(), 2);
+            bn.forward(x, shape, new float[24]);
             bn.backward(dy, x, shape, new float[24]);
             for (int c = 0; c < 2; c++) {
                 assertEquals(2 * once[c], Tensors.floats(bn.weightGrad(), 2)[c]);

@@ -11,6 +11,8 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.lang.invoke.MethodHandle;
 import java.lang.management.ManagementFactory;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import javax.management.ObjectName;
@@ -24,8 +26,9 @@ import javax.management.ObjectName;
  *       itself has malloc'ed (NMT's malloc total): what native libraries (libbatchnorm, libgomp)
  *       hold. Subtracting the JVM's own traffic is what makes it quiet.</li>
  * </ul>
- * Arguments: {@code close <channels>} or {@code cycles <count> <none|arena|native>} (a planted
- * 64-byte leak per cycle of that kind). Prints {@code leak-probe-result <arena> <foreign>}: growths.
+ * Arguments: {@code close <channels>}, {@code dropped <modules> <channels>} (modules never closed,
+ * then unreachable) or {@code cycles <count> <none|arena|native>} (a planted 64-byte leak per cycle
+ * of that kind). Prints {@code leak-probe-result <arena> <foreign>}: growths.
  */
 public final class LeakProbe {
 
@@ -43,6 +46,8 @@ public final class LeakProbe {
     public static void main(String[] args) throws Throwable {
         if (args[0].equals("close")) {
             close(Integer.parseInt(args[1]));
+        } else if (args[0].equals("dropped")) {
+            dropped(Integer.parseInt(args[1]), Integer.parseInt(args[2]));
         } else {
             cycles(Integer.parseInt(args[1]), args[2]);
         }
@@ -55,6 +60,32 @@ public final class LeakProbe {
         BatchNorm bn = BatchNorm.create(channels);
         System.out.println(RESULT + "-open " + (arenaBytes() - arena0) + " " + (foreignMalloc() - foreign0));
         bn.close();
+        System.out.println(RESULT + " " + (arenaBytes() - arena0) + " " + (foreignMalloc() - foreign0));
+    }
+
+    /**
+     * Growth while {@code modules} unclosed modules are reachable, then after they became
+     * unreachable and the collector ran (waiting up to 30 s for their memory to go).
+     */
+    private static void dropped(int modules, int channels) throws Exception {
+        long arena0 = arenaBytes();
+        long foreign0 = foreignMalloc();
+        List<BatchNorm> held = new ArrayList<>();
+        Shape shape = Shape.of(2, channels);
+        float[] x = Data.floats(Data.Kind.GAUSSIAN, 3, shape.elementCount());
+        for (int i = 0; i < modules; i++) {
+            BatchNorm bn = BatchNorm.create(channels);
+            bn.forward(x, shape, new float[x.length]);
+            held.add(bn);
+        }
+        System.out.println(RESULT + "-open " + (arenaBytes() - arena0) + " " + (foreignMalloc() - foreign0));
+        held.clear();
+        long deadline = System.nanoTime() + 30_000_000_000L;
+        long perModule = (long) channels * 4 * Float.BYTES;
+        while (arenaBytes() - arena0 >= perModule && System.nanoTime() < deadline) {
+            System.gc();
+            Thread.sleep(50);
+        }
         System.out.println(RESULT + " " + (arenaBytes() - arena0) + " " + (foreignMalloc() - foreign0));
     }
 

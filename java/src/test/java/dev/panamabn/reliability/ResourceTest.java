@@ -26,7 +26,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 /** Native memory: freed by close, unusable after close, flat over many module lifetimes. */
 class ResourceTest {
 
-    /** Cycles of create, forward, backward, close in the leak test (the issue asks for 10^5). */
+    /** Cycles of create, forward, backward, close in the leak test. */
     private static final int CYCLES = 100_000;
 
     /**
@@ -142,6 +142,23 @@ class ResourceTest {
         assertEquals(0, closed.arenaMemory(), "Arena memory left after close");
         assertTrue(Math.abs(closed.foreignMalloc()) < 64 * 1024, "foreign malloc left after close: "
                 + closed.foreignMalloc());
+    }
+
+    /**
+     * Modules dropped without close: once unreachable, the collector frees their native memory
+     * (each held 1 MiB and more).
+     */
+    @Test
+    void unreachableUnclosedModulesAreFreed() throws Exception {
+        int modules = 20;
+        int channels = 1 << 16;
+        var results = probe("dropped", Integer.toString(modules), Integer.toString(channels));
+        Growth open = results.get(LeakProbe.RESULT + "-open");
+        Growth dropped = results.get(LeakProbe.RESULT);
+        long perModule = (long) channels * 4 * Float.BYTES;
+        assertTrue(open.arenaMemory() >= modules * perModule, "the modules held only " + open.arenaMemory());
+        assertTrue(dropped.arenaMemory() < perModule, "unreachable, never closed modules still hold "
+                + dropped.arenaMemory() + " bytes of Arena memory");
     }
 
     /**
