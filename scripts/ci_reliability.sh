@@ -1,11 +1,26 @@
 #!/usr/bin/env bash
-# Reliability checks that CI runs besides `mvn verify`:
-#   sanitize    the C tests (ctest) built with AddressSanitizer + UndefinedBehaviorSanitizer (gcc)
-#   fuzz        the libFuzzer harness native/fuzz (clang) for FUZZ_SECONDS (default 120)
-#   properties  the property-based Java tests at full size (Maven profile properties-full)
-# Usage: scripts/ci_reliability.sh [sanitize|fuzz|properties|all]...   (default: all)
-# Build trees go to target/native-asan and target/native-fuzz; fuzz findings to target/fuzz-artifacts.
+# Checks that CI runs besides `mvn verify`; see usage below.
 set -euo pipefail
+
+usage() {
+  cat <<'USAGE'
+usage: scripts/ci_reliability.sh [--help] [STEP]...
+
+Steps (default: all of them, in this order):
+  sanitize    the C tests (ctest) built with AddressSanitizer + UndefinedBehaviorSanitizer (gcc)
+  fuzz        the libFuzzer harness native/fuzz (clang) for FUZZ_SECONDS (default 120)
+  properties  the property-based Java tests at full size (Maven profile properties-full, at least
+              10^5 generated calls); the C tests are not run again
+  consumer    mvn install (tests skipped), then examples/consumer compiled against the installed
+              jar and run, on the module path and on the class path
+  all         every step above
+
+Build trees go to target/native-asan and target/native-fuzz, fuzz findings to
+target/fuzz-artifacts. As root, the fuzz step installs clang's Debian packages when missing.
+Environment: FUZZ_SECONDS, JOBS (parallel build jobs, default 2).
+USAGE
+}
+
 cd "$(dirname "$0")/.."
 
 FUZZ_SECONDS="${FUZZ_SECONDS:-120}"
@@ -26,6 +41,22 @@ ensure_clang() {
   echo "ci_reliability: installing ${missing[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# Runs Maven with its log in a file: on success prints the surefire summary lines (the JUnit
+# counts), on failure the whole log. Maven 3.8 writes colour resets even in batch mode: stripped.
+mvn_step() {
+  local log
+  log=$(mktemp)
+  if mvn -B "$@" >"$log" 2>&1; then
+    sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -E '^\[(INFO|WARNING|ERROR)\] Tests run: [0-9]+, Failures: [0-9]+, Errors: [0-9]+, Skipped: [0-9]+$' || true
+    rm -f "$log"
+  else
+    sed 's/\x1b\[[0-9;]*m//g' "$log"
+    rm -f "$log"
+    echo "ci_reliability: mvn $* failed (log above)" >&2
+    exit 1
+  fi
 }
 
 run_sanitize() {
@@ -62,18 +93,39 @@ run_fuzz() {
 
 run_properties() {
   echo "== property-based Java tests, full size (>= 10^5 generated calls)"
-  # The default mvn verify already ran them small; this reruns only them, at full size.
-  mvn -B -q -Pproperties-full -Dtest=BatchNormPropertyTest -Dsurefire.failIfNoSpecifiedTests=false test
+  # mvn verify already ran them small, and ran the C tests: this reruns only the properties.
+  mvn_step -Pproperties-full -DskipCtest=true -Dtest=BatchNormPropertyTest \
+    -Dsurefire.failIfNoSpecifiedTests=false test
+}
+
+run_consumer() {
+  echo "== examples/consumer against the installed jar (module path, then class path)"
+  mvn_step -DskipTests install
+  for profile in "" "-Pclasspath"; do
+    local log
+    log=$(mktemp)
+    if mvn -B -f examples/consumer/pom.xml $profile verify >"$log" 2>&1; then
+      grep '^consumer: ' "$log"
+      rm -f "$log"
+    else
+      sed 's/\x1b\[[0-9;]*m//g' "$log"
+      rm -f "$log"
+      echo "ci_reliability: the consumer failed (${profile:-module path}; log above)" >&2
+      exit 1
+    fi
+  done
 }
 
 steps=("$@")
 [ ${#steps[@]} -eq 0 ] && steps=(all)
 for step in "${steps[@]}"; do
   case "$step" in
+    -h|--help) usage; exit 0 ;;
     sanitize) run_sanitize ;;
     fuzz) run_fuzz ;;
     properties) run_properties ;;
-    all) run_sanitize; run_fuzz; run_properties ;;
-    *) echo "usage: $0 [sanitize|fuzz|properties|all]..." >&2; exit 2 ;;
+    consumer) run_consumer ;;
+    all) run_sanitize; run_fuzz; run_properties; run_consumer ;;
+    *) usage >&2; exit 2 ;;
   esac
 done

@@ -8,8 +8,11 @@ package dev.panamabn;
  */
 public final class BatchNormException extends RuntimeException {
 
+    /** The serialized form's version. */
+    @java.io.Serial
     private static final long serialVersionUID = 1L;
 
+    /** The {@code BN_ERR_*} code. */
     private final int status;
 
     BatchNormException(String function, int status, String statusMessage) {
@@ -17,7 +20,11 @@ public final class BatchNormException extends RuntimeException {
         this.status = status;
     }
 
-    /** The {@code BN_ERR_*} code from {@code batchnorm.h}. */
+    /**
+     * The status the native function returned.
+     *
+     * @return the {@code BN_ERR_*} code from {@code batchnorm.h}
+     */
     public int status() {
         return status;
     }

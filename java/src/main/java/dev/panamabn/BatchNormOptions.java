@@ -53,28 +53,62 @@ public record BatchNormOptions(int numFeatures, double eps, OptionalDouble momen
         }
     }
 
-    /** PyTorch's defaults: eps 1e-5, momentum 0.1, affine, tracking running statistics. */
+    /**
+     * PyTorch's defaults: eps 1e-5, momentum 0.1, affine, tracking running statistics.
+     *
+     * @param numFeatures the channel count C, at least 1
+     * @return the options
+     */
     public static BatchNormOptions of(int numFeatures) {
         return new BatchNormOptions(numFeatures, DEFAULT_EPS, OptionalDouble.of(DEFAULT_MOMENTUM), true, true);
     }
 
+    /**
+     * A copy with another eps.
+     *
+     * @param eps added to the variance before the square root; finite and {@code >= 0}
+     * @return the new options
+     */
     public BatchNormOptions withEps(double eps) {
         return new BatchNormOptions(numFeatures, eps, momentum, affine, trackRunningStats);
     }
 
+    /**
+     * A copy with another momentum.
+     *
+     * @param momentum the weight of the new batch statistic, in {@code [0, 1]}
+     * @return the new options
+     */
     public BatchNormOptions withMomentum(double momentum) {
         return new BatchNormOptions(numFeatures, eps, OptionalDouble.of(momentum), affine, trackRunningStats);
     }
 
-    /** PyTorch's {@code momentum=None}: running statistics are the plain average over all batches so far. */
+    /**
+     * A copy with PyTorch's {@code momentum=None}: the running statistics are the plain average
+     * over all batches so far (factor {@code 1 / numBatchesTracked}).
+     *
+     * @return the new options
+     */
     public BatchNormOptions withCumulativeAverage() {
         return new BatchNormOptions(numFeatures, eps, OptionalDouble.empty(), affine, trackRunningStats);
     }
 
+    /**
+     * A copy with or without the learnable weight and bias.
+     *
+     * @param affine whether the module has a weight and a bias
+     * @return the new options
+     */
     public BatchNormOptions withAffine(boolean affine) {
         return new BatchNormOptions(numFeatures, eps, momentum, affine, trackRunningStats);
     }
 
+    /**
+     * A copy with or without running statistics.
+     *
+     * @param trackRunningStats whether the module keeps running statistics
+     * @return the new options
+     */
     public BatchNormOptions withTrackRunningStats(boolean trackRunningStats) {
         return new BatchNormOptions(numFeatures, eps, momentum, affine, trackRunningStats);
     }

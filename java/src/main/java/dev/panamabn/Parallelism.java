@@ -28,6 +28,7 @@ public final class Parallelism {
     /**
      * Sets the thread count for all later calls.
      *
+     * @param threads the thread count, {@code 1..}{@value #MAX_THREADS}
      * @throws IllegalArgumentException when {@code threads} is outside {@code 1..}{@value #MAX_THREADS}
      */
     public static void setThreads(int threads) {
@@ -38,7 +39,11 @@ public final class Parallelism {
         NativeCalls.check(BatchNormNative.bn_set_num_threads(threads), "bn_set_num_threads");
     }
 
-    /** The thread count in force (by default, the number of processors the OpenMP runtime reports). */
+    /**
+     * The thread count in force.
+     *
+     * @return the count; by default the number of processors the OpenMP runtime reports
+     */
     public static int threads() {
         NativeLibrary.ensureLoaded();
         return BatchNormNative.bn_get_num_threads();

@@ -62,36 +62,70 @@ public record Shape(long[] dims) {
         }
     }
 
-    /** A shape from its dimensions, outermost first: {@code Shape.of(32, 64, 56, 56)}. */
+    /**
+     * A shape from its dimensions, outermost first: {@code Shape.of(32, 64, 56, 56)}.
+     *
+     * @param dims the dimensions, outermost first
+     * @return the shape
+     * @throws IllegalArgumentException as the constructor
+     */
     public static Shape of(long... dims) {
         return new Shape(dims);
     }
 
-    /** A copy of the dimensions. */
+    /**
+     * The dimensions.
+     *
+     * @return a copy of the dimensions, outermost first
+     */
     @Override
     public long[] dims() {
         return dims.clone();
     }
 
+    /**
+     * The number of dimensions.
+     *
+     * @return the rank, 2 to 5
+     */
     public int rank() {
         return dims.length;
     }
 
+    /**
+     * One dimension.
+     *
+     * @param index 0 for N, 1 for C, 2 and up for the spatial dimensions
+     * @return the size of that dimension
+     * @throws IndexOutOfBoundsException when {@code index} is not below {@link #rank()}
+     */
     public long dim(int index) {
         return dims[index];
     }
 
-    /** N, dimension 0. */
+    /**
+     * N, dimension 0.
+     *
+     * @return the batch size
+     */
     public long batch() {
         return dims[0];
     }
 
-    /** C, dimension 1. */
+    /**
+     * C, dimension 1.
+     *
+     * @return the channel count
+     */
     public long channels() {
         return dims[1];
     }
 
-    /** S, the product of the spatial dimensions (1 for rank 2). */
+    /**
+     * S, the product of the spatial dimensions.
+     *
+     * @return S (1 for rank 2)
+     */
     public long spatial() {
         long s = 1;
         for (int i = 2; i < dims.length; i++) {
@@ -100,12 +134,20 @@ public record Shape(long[] dims) {
         return s;
     }
 
-    /** N * C * S. */
+    /**
+     * The number of elements.
+     *
+     * @return {@code N * C * S}
+     */
     public long elementCount() {
         return dims[0] * dims[1] * spatial();
     }
 
-    /** M = N * S, the number of values that belong to each channel. */
+    /**
+     * The number of values that belong to each channel.
+     *
+     * @return {@code M = N * S}
+     */
     public long valuesPerChannel() {
         return dims[0] * spatial();
     }

@@ -49,6 +49,18 @@ class ThreadCountLimitTest {
         String java = ProcessHandle.current().info().command().orElseThrow();
         // A crashing child writes hs_err files into its working directory: keep them out of the tree.
         File scratch = Files.createTempDirectory("bn-threads").toFile();
+        try {
+            probeEach(java, scratch);
+        } finally {
+            File[] left = scratch.listFiles();
+            for (File f : left == null ? new File[0] : left) {
+                Files.delete(f.toPath());
+            }
+            Files.delete(scratch.toPath());
+        }
+    }
+
+    private static void probeEach(String java, File scratch) throws Exception {
         for (int threads : new int[] {4096, 1 << 20, Integer.MAX_VALUE}) {
             Process p = new ProcessBuilder(List.of(java, "--enable-native-access=ALL-UNNAMED", "-cp",
                     System.getProperty("java.class.path"), Probe.class.getName(), Integer.toString(threads)))

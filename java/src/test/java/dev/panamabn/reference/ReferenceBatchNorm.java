@@ -8,7 +8,7 @@ import java.util.Objects;
 
 /**
  * A plain double-precision BatchNorm with PyTorch's semantics, written for clarity rather than
- * speed: the independent reference the tests and the demo check the native module against.
+ * speed: the independent reference the tests and the benchmarks check the native module against.
  * Tensors are {@code double[]} in NCHW order, indexed {@code (i * C + c) * S + j}.
  *
  * <p>Unlike {@link dev.panamabn.BatchNorm}, {@link #backward} returns the gradients of one call
