@@ -1,8 +1,25 @@
 #!/usr/bin/env bash
-# Regenerates the Java bindings of native/include/batchnorm.h with jextract 25 (or newer) and
-# rewrites the stamp beside them; BindingsStampTest fails when the header changes without this.
-# jextract is a separate download from https://jdk.java.net/jextract/ (put its bin/ on the PATH).
+# Regenerates the Java bindings of native/include/batchnorm.h with jextract; see usage below.
 set -euo pipefail
+
+usage() {
+  cat <<'USAGE'
+usage: scripts/jextract.sh [--help]
+
+Regenerates java/src/main/java/dev/panamabn/internal/BatchNormNative*.java from
+native/include/batchnorm.h with jextract 25 or newer (on the PATH; jextract is a separate
+download from https://jdk.java.net/jextract/), for every function the header declares with
+BN_API, and rewrites the stamp beside them (batchnorm.h.sha256). BindingsTest fails when the
+header changes without this.
+USAGE
+}
+
+case "${1:-}" in
+  -h|--help) usage; exit 0 ;;
+  "") ;;
+  *) usage >&2; exit 2 ;;
+esac
+
 cd "$(dirname "$0")/.."
 
 header=native/include/batchnorm.h
@@ -18,9 +35,14 @@ fi
 
 version=$(jextract --version 2>&1 | head -n 1)
 
-# Only the API's functions: without the filter jextract also emits all of <stdint.h>.
-functions=(bn_status_message bn_forward_train_f32 bn_forward_eval_f32 bn_backward_train_f32
-           bn_backward_eval_f32 bn_set_num_threads bn_get_num_threads)
+# Every BN_API function of the header, and only those: without the filter jextract also emits
+# all of <stdint.h>.
+mapfile -t functions < <(sed 's|/\*.*\*/||' "$header" | grep -oP 'BN_API[^(;]*?\b\K\w+(?=\s*\()' |
+  grep -v '^__attribute__$')
+if [ "${#functions[@]}" -eq 0 ]; then
+  echo "jextract.sh: no BN_API functions found in $header" >&2
+  exit 1
+fi
 args=()
 for f in "${functions[@]}"; do args+=(--include-function "$f"); done
 
@@ -31,9 +53,9 @@ jextract --output "$out" -t "$pkg" --header-class-name BatchNormNative "${args[@
 
 {
   echo "# Written by scripts/jextract.sh: the header the bindings in this folder were generated from."
-  echo "# BindingsStampTest fails when $header no longer has this hash: run scripts/jextract.sh."
+  echo "# BindingsTest fails when $header no longer has this hash: run scripts/jextract.sh."
   echo "sha256 $(sha256sum "$header" | cut -d' ' -f1)"
   echo "header $header"
   echo "generator $version"
 } > "$stamp"
-echo "jextract.sh: regenerated $dir with $version"
+echo "jextract.sh: regenerated $dir with $version (${#functions[@]} functions)"

@@ -12,7 +12,7 @@ import java.util.concurrent.Future;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
-/** The basic contract from several threads (issue 4 tests it harder). */
+/** The basic contract from several threads (reliability.ConcurrencyStressTest tests it harder). */
 class ConcurrencyTest {
 
     private static final int THREADS = 4;
