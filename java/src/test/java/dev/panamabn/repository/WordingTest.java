@@ -41,6 +41,9 @@ class WordingTest {
             .map(p -> Pattern.compile(p, Pattern.CASE_INSENSITIVE | Pattern.UNICODE_CASE))
             .toList();
 
+    /** This file: it holds the phrases, to match them. */
+    private static final Path SELF = Path.of("java/src/test/java/dev/panamabn/repository/WordingTest.java");
+
     /**
      * Files not yet reworded, skipped with a visible line. The test fails when one of them is
      * clean, so that its entry goes.
@@ -58,6 +61,9 @@ class WordingTest {
             pending.put(name, 0);
         }
         for (Path file : trackedTextFiles()) {
+            if (file.endsWith(SELF)) {
+                continue;
+            }
             List<String> lines;
             try {
                 lines = Files.readAllLines(ROOT.resolve(file), StandardCharsets.UTF_8);
