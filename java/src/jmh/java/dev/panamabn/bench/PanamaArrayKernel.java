@@ -1,11 +1,15 @@
 package dev.panamabn.bench;
 
+import dev.panamabn.BackwardOption;
 import dev.panamabn.BatchNorm;
 import dev.panamabn.Parallelism;
 import dev.panamabn.Shape;
 
 /** panama-batchnorm-array: the public API's float[] overloads. */
 final class PanamaArrayKernel implements Kernel {
+
+    /** Backward runs again and again on one forward's statistics, so they are kept (no array per call). */
+    private static final BackwardOption[] RETAIN = {BackwardOption.RETAIN_STATISTICS};
 
     private final BatchNorm module;
     private final Shape shape;
@@ -34,7 +38,7 @@ final class PanamaArrayKernel implements Kernel {
                 module.eval();
                 yield () -> module.forward(x, shape, y);
             }
-            case BACKWARD -> () -> module.backward(dy, x, shape, dx);
+            case BACKWARD -> () -> module.backward(dy, x, shape, dx, RETAIN);
         };
     }
 

@@ -1,5 +1,6 @@
 package dev.panamabn.bench;
 
+import dev.panamabn.BackwardOption;
 import dev.panamabn.BatchNorm;
 import dev.panamabn.BatchNormOptions;
 import dev.panamabn.Parallelism;
@@ -10,6 +11,9 @@ import java.lang.foreign.ValueLayout;
 
 /** panama-batchnorm: the public API on native memory segments. */
 final class PanamaKernel implements Kernel {
+
+    /** Backward runs again and again on one forward's statistics, so they are kept (no array per call). */
+    private static final BackwardOption[] RETAIN = {BackwardOption.RETAIN_STATISTICS};
 
     private final Arena arena = Arena.ofShared();
     private final BatchNorm module;
@@ -61,7 +65,7 @@ final class PanamaKernel implements Kernel {
                 module.eval();
                 yield () -> module.forward(x, shape, y);
             }
-            case BACKWARD -> () -> module.backward(dy, x, shape, dx);
+            case BACKWARD -> () -> module.backward(dy, x, shape, dx, RETAIN);
         };
     }
 
