@@ -1,7 +1,5 @@
 package dev.panamabn;
 
-import dev.panamabn.internal.BatchNormNative;
-
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.ref.Cleaner;
@@ -117,18 +115,10 @@ public final class BatchNorm implements AutoCloseable {
 
     private volatile boolean open = true;
     private volatile boolean training = true;
-    /** Guarded by the lock's write mode (read in read mode). */
-    private long numBatchesTracked;
-    /**
-     * Shape of the last forward whose statistics backward may use; null after any change of mode
-     * or state, and after the backward that used it. Written in write mode, or in read mode by
-     * eval-mode forward calls with running statistics (racing writes of a reference, which cannot
-     * tear); read only by backward, in write mode, which the lock orders after every earlier
-     * write: no volatile needed. {@link #usedForward} works the same way.
-     */
-    private Shape lastForward;
-    /** The forward a backward without {@link BackwardOption#RETAIN_STATISTICS} used, for the message of a second one. */
-    private Shape usedForward;
+    /** Counter and pending forward, guarded by the lock (see {@link TrainingState}). */
+    private final TrainingState state = new TrainingState();
+    /** The checks, downcalls and publishing of forward and backward. */
+    private final ModuleOps ops;
 
     private BatchNorm(BatchNormOptions options, ModuleMemory memory) {
         this.options = options;
@@ -139,6 +129,7 @@ public final class BatchNorm implements AutoCloseable {
         this.cumulative = options.momentum().isEmpty();
         this.momentum = options.momentum().orElse(0);
         this.memory = memory;
+        this.ops = new ModuleOps(options, memory, state);
         memory.initParameters();
         memory.initRunningStats();
         this.cleanable = CLEANER.register(this, memory.releaser());
@@ -257,7 +248,7 @@ public final class BatchNorm implements AutoCloseable {
         Objects.requireNonNull(x, "x");
         Objects.requireNonNull(shape, "shape");
         Objects.requireNonNull(arena, "arena");
-        MemorySegment y = Segments.allocateOutput("y", arena, tensorBytes(shape));
+        MemorySegment y = Segments.allocateOutput("y", arena, ops.tensorBytes(shape));
         forward(x, null, shape, y, null);
         return y;
     }
@@ -278,62 +269,15 @@ public final class BatchNorm implements AutoCloseable {
 
     /** Either the segments (xs, ys) or the arrays (xa, ya) are given. */
     private void forward(MemorySegment xs, float[] xa, Shape shape, MemorySegment ys, float[] ya) {
-        long bytes = tensorBytes(shape);
+        long bytes = ops.tensorBytes(shape);
         long stamp = lockForForward();
         try {
             ensureOpen();
-            boolean batchStatistics = training || !track;
-            boolean updatesRunningStats = training && track;
-            if (xa != null) {
-                Segments.checkArray("x", xa, shape);
-                Segments.checkArray("y", ya, shape);
-            } else {
-                Segments.checkInput("x", xs, shape, bytes);
-                if (updatesRunningStats) {
-                    Segments.checkDisjoint("x", xs, bytes, memory.runningMean, "running mean, which this call updates");
-                    Segments.checkDisjoint("x", xs, bytes, memory.runningVar, "running variance, which this call updates");
-                }
-                Segments.checkOutput("y", ys, shape, bytes);
-                Segments.checkInPlaceOrDisjoint("y", ys, "x", xs, bytes);
-                memory.checkDisjoint("y", ys, bytes);
-            }
-            if (batchStatistics && shape.valuesPerChannel() == 1) {
-                throw new IllegalArgumentException(
-                        "Expected more than 1 value per channel when training, got input size " + shape);
-            }
-            // The new counter and factor are computed here and published only after the call returned OK.
-            long count = updatesRunningStats ? nextBatchCount() : numBatchesTracked;
-            double factor = !updatesRunningStats ? 0 : cumulative ? 1.0 / count : momentum;
-
-            ModuleMemory.KernelBuffers k = memory.kernel;
-            long n = shape.batch();
-            long s = shape.spatial();
-            if (batchStatistics) {
-                NativeCalls.check(xa != null
-                        ? NativeCalls.forwardTrain(ya, k.saveMean(), k.saveInvstd(), k.runningMean(), k.runningVar(),
-                                xa, k.weight(), k.bias(), n, channels, s, eps, factor)
-                        : BatchNormNative.bn_forward_train_f32(ys, k.saveMean(), k.saveInvstd(), k.runningMean(),
-                                k.runningVar(), xs, k.weight(), k.bias(), n, channels, s, NativeCalls.LAYOUT_NCS, eps,
-                                factor), "bn_forward_train_f32");
-            } else {
-                NativeCalls.check(xa != null
-                        ? NativeCalls.forwardEval(ya, xa, k.weight(), k.bias(), k.runningMean(), k.runningVar(),
-                                n, channels, s, eps)
-                        : BatchNormNative.bn_forward_eval_f32(ys, xs, k.weight(), k.bias(), k.runningMean(),
-                                k.runningVar(), n, channels, s, NativeCalls.LAYOUT_NCS, eps), "bn_forward_eval_f32");
-            }
-            publishForward(shape, count);
+            ops.forward(xs, xa, shape, bytes, ys, ya, training);
         } finally {
             lock.unlock(stamp);
             Reference.reachabilityFence(this);
         }
-    }
-
-    /** After a forward returned OK: its counter, and its statistics for one backward. */
-    private void publishForward(Shape shape, long count) {
-        numBatchesTracked = count;
-        lastForward = shape;
-        usedForward = null;
     }
 
     /** Write mode for calls that change state, read mode for eval with running statistics. */
@@ -352,15 +296,6 @@ public final class BatchNorm implements AutoCloseable {
             }
             lock.unlockRead(stamp);
         }
-    }
-
-    /** The counter after one more training step; refuses to wrap past {@code Long.MAX_VALUE}. */
-    private long nextBatchCount() {
-        if (numBatchesTracked == Long.MAX_VALUE) {
-            throw new IllegalStateException("numBatchesTracked is Long.MAX_VALUE: one more training step would"
-                    + " overflow it (setNumBatchesTracked can lower it)");
-        }
-        return numBatchesTracked + 1;
     }
 
     // ---- backward ----
@@ -434,7 +369,7 @@ public final class BatchNorm implements AutoCloseable {
         Objects.requireNonNull(shape, "shape");
         Objects.requireNonNull(arena, "arena");
         boolean retain = BackwardOption.retains(options);
-        MemorySegment dx = Segments.allocateOutput("dx", arena, tensorBytes(shape));
+        MemorySegment dx = Segments.allocateOutput("dx", arena, ops.tensorBytes(shape));
         backward(dy, null, x, null, shape, dx, null, retain);
         return dx;
     }
@@ -479,75 +414,14 @@ public final class BatchNorm implements AutoCloseable {
     /** Either the segments (dys, xs, dxs) or the arrays (dya, xa, dxa) are given. */
     private void backward(MemorySegment dys, float[] dya, MemorySegment xs, float[] xa, Shape shape,
                           MemorySegment dxs, float[] dxa, boolean retain) {
-        long bytes = tensorBytes(shape);
+        long bytes = ops.tensorBytes(shape);
         long stamp = lock.writeLock();
         try {
             ensureOpen();
-            checkForwardFor(shape);
-            if (xa != null) {
-                Segments.checkArray("dy", dya, shape);
-                Segments.checkArray("x", xa, shape);
-                Segments.checkArray("dx", dxa, shape);
-                if (dxa == xa) {
-                    throw new IllegalArgumentException("dx must not be x (in-place backward writes dx into dy)");
-                }
-            } else {
-                Segments.checkInput("dy", dys, shape, bytes);
-                Segments.checkInput("x", xs, shape, bytes);
-                Segments.checkOutput("dx", dxs, shape, bytes);
-                Segments.checkInPlaceOrDisjoint("dx", dxs, "dy", dys, bytes);
-                Segments.checkDisjoint("dx", dxs, bytes, xs, "x (in-place backward writes dx into dy, not x)");
-                memory.checkDisjoint("dx", dxs, bytes);
-            }
-
-            ModuleMemory.KernelBuffers k = memory.kernel;
-            long n = shape.batch();
-            long s = shape.spatial();
-            if (training || !track) {
-                NativeCalls.check(xa != null
-                        ? NativeCalls.backwardTrain(dxa, k.stepWeightGrad(), k.stepBiasGrad(), dya, xa, k.weight(),
-                                k.saveMean(), k.saveInvstd(), n, channels, s)
-                        : BatchNormNative.bn_backward_train_f32(dxs, k.stepWeightGrad(), k.stepBiasGrad(), dys, xs,
-                                k.weight(), k.saveMean(), k.saveInvstd(), n, channels, s, NativeCalls.LAYOUT_NCS),
-                        "bn_backward_train_f32");
-            } else {
-                NativeCalls.check(xa != null
-                        ? NativeCalls.backwardEval(dxa, k.stepWeightGrad(), k.stepBiasGrad(), dya, xa, k.weight(),
-                                k.runningMean(), k.runningVar(), n, channels, s, eps)
-                        : BatchNormNative.bn_backward_eval_f32(dxs, k.stepWeightGrad(), k.stepBiasGrad(), dys, xs,
-                                k.weight(), k.runningMean(), k.runningVar(), n, channels, s, NativeCalls.LAYOUT_NCS,
-                                eps), "bn_backward_eval_f32");
-            }
-            publishBackward(retain);
+            ops.backward(dys, dya, xs, xa, shape, bytes, dxs, dxa, training, retain);
         } finally {
             lock.unlockWrite(stamp);
             Reference.reachabilityFence(this);
-        }
-    }
-
-    /** The last forward had this shape, in the current mode and state, and no backward used it up. */
-    private void checkForwardFor(Shape shape) {
-        Shape forwardShape = lastForward;
-        if (forwardShape == null) {
-            throw new IllegalStateException(usedForward != null
-                    ? "backward already ran for the last forward pass: run a new forward, or give the earlier"
-                            + " backward BackwardOption.RETAIN_STATISTICS to keep its statistics"
-                    : "backward needs a forward pass first, in the current mode and since the last change of state");
-        }
-        if (!shape.equals(forwardShape)) {
-            throw new IllegalStateException("backward got shape " + shape + " but the last forward pass had shape "
-                    + forwardShape);
-        }
-    }
-
-    /** After a backward returned OK: its gradients, and the forward's statistics used up unless retained. */
-    private void publishBackward(boolean retain) {
-        if (affine) {
-            memory.accumulateGradients();
-        }
-        if (!retain) {
-            usedForward = lastForward;
-            lastForward = null;
         }
     }
 
@@ -624,7 +498,7 @@ public final class BatchNorm implements AutoCloseable {
         trackedBuffer(memory.runningMean, "numBatchesTracked");
         long stamp = lock.readLock();
         try {
-            return numBatchesTracked;
+            return state.count();
         } finally {
             lock.unlockRead(stamp);
         }
@@ -647,7 +521,7 @@ public final class BatchNorm implements AutoCloseable {
         long stamp = lock.writeLock();
         try {
             ensureOpen();
-            numBatchesTracked = count;
+            state.setCount(count);
         } finally {
             lock.unlockWrite(stamp);
         }
@@ -683,8 +557,8 @@ public final class BatchNorm implements AutoCloseable {
         try {
             ensureOpen();
             memory.initRunningStats();
-            numBatchesTracked = 0;
-            forgetForward();
+            state.setCount(0);
+            state.forgetForward();
         } finally {
             lock.unlockWrite(stamp);
         }
@@ -700,9 +574,9 @@ public final class BatchNorm implements AutoCloseable {
         try {
             ensureOpen();
             memory.initRunningStats();
-            numBatchesTracked = 0;
+            state.setCount(0);
             memory.initParameters();
-            forgetForward();
+            state.forgetForward();
         } finally {
             lock.unlockWrite(stamp);
         }
@@ -715,7 +589,7 @@ public final class BatchNorm implements AutoCloseable {
         try {
             if (open) {
                 open = false;
-                forgetForward();
+                state.forgetForward();
                 cleanable.clean();
             }
         } finally {
@@ -757,17 +631,12 @@ public final class BatchNorm implements AutoCloseable {
             ensureOpen();
             if (training != mode) {
                 training = mode;
-                forgetForward();
+                state.forgetForward();
             }
             return this;
         } finally {
             lock.unlockWrite(stamp);
         }
-    }
-
-    private void forgetForward() {
-        lastForward = null;
-        usedForward = null;
     }
 
     private void ensureOpen() {
@@ -790,14 +659,5 @@ public final class BatchNorm implements AutoCloseable {
             throw new IllegalStateException(name + " does not exist: the module was created with trackRunningStats=false");
         }
         return buffer;
-    }
-
-    /** The byte size of a float32 tensor of this shape, after checking its channel count. */
-    private long tensorBytes(Shape shape) {
-        if (shape.channels() != channels) {
-            throw new IllegalArgumentException("shape " + shape + " has " + shape.channels()
-                    + " channels (dimension 1) but the module has numFeatures=" + channels);
-        }
-        return shape.elementCount() * Float.BYTES;
     }
 }
