@@ -254,7 +254,7 @@ if wants java && [[ $java_built -eq 1 ]]; then
         if (cd "$root" && timeout "$peer_timeout" mvn -B -q -Pbench validate exec:exec@bench-java \
                 "-Dbench.flush=$flush_lib" "-Dbench.args=$plan $jmh --out $raw/java-$k.csv") \
                 >"$work/java-$k.log" 2>&1; then
-            grep -E '^# (isa:|check .*FAILED)' "$raw/java-$k.csv" "$work/java-$k.log" | sed 's/^[^:]*:/    /' || true
+            grep -E '^# (isa:|check .*FAILED)' "$work/java-$k.log" | sed 's/^/    /' || true
             echo "    java: $(grep -c '^# Parameters:' "$work/java-$k.log" || true) JMH cases"
         else
             skip java "the Java run failed on plan $k (log: $work/java-$k.log): $(grep -m 3 -E 'ERROR|Exception' "$work/java-$k.log" | tr '\n' ' ')"

@@ -340,9 +340,9 @@ class Goals:
                 print("  " + "  ".join(c.rjust(w) if i in (2, 3) else c.ljust(w)
                                        for i, (c, w) in enumerate(zip(l, widths))).rstrip())
 
-    def ns(self, impl, case, **change):
+    def ns(self, subject, case, **change):
         shape, layout, dtype, op, threads, cache = case
-        key = (change.get("impl", impl), change.get("shape", shape), change.get("layout", layout),
+        key = (change.get("impl", subject), change.get("shape", shape), change.get("layout", layout),
                change.get("dtype", dtype), change.get("op", op), threads, cache)
         return self.times.get(key)
 
@@ -426,12 +426,18 @@ def print_skipped(skipped):
         what, _, why = line.partition(": ")
         words = what.split()
         impl = words[0] if words else what
-        groups.setdefault((impl, why), []).append(" ".join(words[1:]))
+        case = " ".join(words[1:])
+        cases = groups.setdefault((impl, why), [])
+        if case not in cases:
+            cases.append(case)
     print("\nskipped (what could not run, and why):")
     for (impl, why), cases in groups.items():
         shown = [c for c in cases if c][:4]
         more = f", ... ({len(cases)} in all)" if len(cases) > len(shown) else ""
         print(f"  {impl}: {why}" + (f" [{', '.join(shown)}{more}]" if shown else ""))
+
+
+CHART_TOP = 2.0
 
 
 def draw_chart(rows, path, title):
@@ -460,7 +466,8 @@ def draw_chart(rows, path, title):
     fig, axes = plt.subplots(len(ops), len(caches), squeeze=False, sharey=True,
                              figsize=(max(8.0, 1.0 + 0.06 * len(groups) * (len(impls) + 1))
                                       * len(caches), 2.6 * len(ops) + 1.2))
-    top = max(1.2, max(values.values()) * 1.1)
+    # a noisy outlier would squash every other bar: bars above CHART_TOP are clipped and labelled
+    top = min(CHART_TOP, max(1.2, max(values.values()) * 1.1))
     for i, op in enumerate(ops):
         for j, cache in enumerate(caches):
             ax = axes[i][j]
@@ -470,7 +477,10 @@ def draw_chart(rows, path, title):
                         if (op, cache) + g + (impl,) in values]
                 left = x - width * len(bars) / 2
                 for k, (impl, v) in enumerate(bars):
-                    ax.bar(left + width * (k + 0.5), v, width, color=colors[impl])
+                    ax.bar(left + width * (k + 0.5), min(v, top), width, color=colors[impl])
+                    if v > top:
+                        ax.text(left + width * (k + 0.5), top, f"{v:.1f}", rotation=90,
+                                ha="center", va="top", fontsize=5, color="white")
             ax.axhline(1.0, color="black", linestyle="dotted", linewidth=1)
             ax.set_title(f"{op}, {cache}", fontsize=9)
             ax.set_xticks(range(len(present)))

@@ -16,6 +16,8 @@ import java.util.Collection;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
+import java.util.TreeSet;
 import org.openjdk.jmh.infra.BenchmarkParams;
 import org.openjdk.jmh.profile.GCProfiler;
 import org.openjdk.jmh.results.BenchmarkResult;
@@ -103,9 +105,11 @@ public final class BenchMain {
                 methods.add(cache);
             }
         }
-        // per impl, layout and type: the ops it has; a skipped line for each it lacks
+        // per impl, layout and type: the ops it has; per impl, one skipped line for what it lacks
         Map<String, List<Op>> plan = new LinkedHashMap<>();
         for (String impl : impls) {
+            Set<String> lacks = new TreeSet<>();
+            int missing = 0;
             for (TensorLayout layout : layouts) {
                 for (ElementType type : types) {
                     List<Op> supported = new ArrayList<>();
@@ -113,15 +117,19 @@ public final class BenchMain {
                         if (Kernel.supports(impl, op, layout, type)) {
                             supported.add(op);
                         } else {
-                            comments.add(String.format("# skipped: %s %s %s %s: %s", impl,
-                                    layout.label(), type.label(), op.label(),
-                                    Kernel.unsupportedReason(impl, op, layout, type)));
+                            lacks.addAll(Kernel.lacks(op, layout, type));
+                            missing++;
                         }
                     }
                     if (!supported.isEmpty()) {
                         plan.put(String.join(",", impl, layout.label(), type.label()), supported);
                     }
                 }
+            }
+            if (missing > 0) {
+                comments.add(String.format("# skipped: %s: %s (%d of %d asked combinations)", impl,
+                        Kernel.unsupportedReason(impl, lacks), missing,
+                        layouts.size() * types.size() * ops.size()));
             }
         }
         comments.forEach(System.err::println);

@@ -2,6 +2,7 @@ package dev.panamabn.bench;
 
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
+import java.util.Collection;
 import java.util.List;
 
 /**
@@ -46,7 +47,7 @@ interface Kernel extends AutoCloseable {
             ElementType type) {
         if (!supports(impl, Op.FORWARD_TRAIN, layout, type)) {
             throw new IllegalArgumentException(impl + ": "
-                    + unsupportedReason(impl, Op.FORWARD_TRAIN, layout, type));
+                    + unsupportedReason(impl, lacks(Op.FORWARD_TRAIN, layout, type)));
         }
         return switch (impl) {
             case "panama-batchnorm" -> new PanamaKernel(data, threads);
@@ -67,8 +68,8 @@ interface Kernel extends AutoCloseable {
         return layout == TensorLayout.NCHW && type == ElementType.F32 && !op.fused();
     }
 
-    /** Why {@link #supports} is false, for the skipped line. */
-    static String unsupportedReason(String impl, Op op, TensorLayout layout, ElementType type) {
+    /** What {@link #supports} lacks for this op, layout and type: the words of a skipped line. */
+    static List<String> lacks(Op op, TensorLayout layout, ElementType type) {
         List<String> lacks = new ArrayList<>();
         if (layout != TensorLayout.NCHW) {
             lacks.add("channels-last tensors");
@@ -79,8 +80,13 @@ interface Kernel extends AutoCloseable {
         if (op.fused()) {
             lacks.add("fused ops");
         }
-        return (impl.startsWith("panama-batchnorm") ? "the Java API has no " : impl + " has no ")
-                + String.join(" and no ", lacks);
+        return lacks;
+    }
+
+    /** Why an implementation skips combinations, from what it {@link #lacks}. */
+    static String unsupportedReason(String impl, Collection<String> lacks) {
+        return (impl.startsWith("panama-batchnorm") ? "the Java API has no " : "it has no ")
+                + String.join(", no ", lacks);
     }
 
     /** The exception a kernel's {@link #prepare} throws for an op it lacks. */
