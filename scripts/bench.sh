@@ -16,7 +16,8 @@
 #                   peers 7 rounds of >= 5 ms, JMH 2 x 0.3 s warm-up + 3 x 0.2 s measured. About
 #                   ten minutes plus the first build.
 #   --csv FILE      the merged CSV (default target/bench/bench.csv); the table and the goals are
-#                   also written beside it as FILE.txt
+#                   also written beside it as FILE.txt, and a Markdown summary of float32 NCHW
+#                   (for the docs) with the CSV's name and .md
 #   --chart FILE    the chart (default: the CSV's name with .png)
 #   --peers LIST    run only these of stream,native,java,pytorch,onednn (default: all)
 #   --no-install    don't apt-get install missing peers (by default, as root, the script installs
@@ -300,7 +301,8 @@ if ! /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then
 fi
 echo
 /usr/bin/python3 "$root/scripts/bench_report.py" --csv "$csv" "${chart_args[@]}" \
-    --shapes "$shape_order" --machine "$machine" "${inputs[@]}" | tee "$csv.txt"
+    --summary "${csv%.csv}.md" --shapes "$shape_order" --machine "$machine" "${inputs[@]}" |
+    tee "$csv.txt"
 echo
 for line in "${skipped[@]}"; do
     echo "$line"
@@ -308,4 +310,5 @@ done
 echo "csv: $csv"
 [[ ${#chart_args[@]} -gt 0 ]] && echo "chart: $chart"
 echo "table and goals: $csv.txt"
+echo "float32 NCHW summary (Markdown): ${csv%.csv}.md"
 progress "done"

@@ -498,6 +498,37 @@ def draw_chart(rows, path, title):
     plt.close(fig)
 
 
+SUMMARY_IMPLS = [OURS, C_KERNEL, "plain-c", "onednn-nChw16c", "onednn-nChw8c", "onednn", "pytorch",
+                 "java-vector"]
+
+
+def write_summary(rows, path, header):
+    """A Markdown table for the docs: float32 NCHW at GOAL_THREADS threads, per shape, op and
+    cache mode the time of each implementation with its `vs roof`."""
+    cases = OrderedDict()
+    for r in rows:
+        if (r["layout"], r["dtype"], r["threads"]) == ("nchw", "f32", GOAL_THREADS) \
+                and r["op"] in BASE_OPS:
+            cases.setdefault((r["shape"], r["op"], r["cache"]), {})[r["impl"]] = r
+    impls = [i for i in SUMMARY_IMPLS if any(i in c for c in cases.values())]
+    lines = [f"<!-- {line} -->" for line in header]
+    lines.append("| shape | op | cache | roofline | " + " | ".join(impls) + " |")
+    lines.append("|---|---|---|---:|" + "---:|" * len(impls))
+    roofs = roof_times(rows)
+    for (shape, op, cache), by_impl in cases.items():
+        any_row = next(iter(by_impl.values()))
+        roof = roof_ns(roofs, any_row)
+        cells = []
+        for impl in impls:
+            r = by_impl.get(impl)
+            cells.append("–" if r is None else fmt_time(r["median_ns"])
+                         + (f" ({r['vs_roof']:.2f})" if r["vs_roof"] else ""))
+        lines.append(f"| {shape} | {op} | {cache} | {fmt_time(roof) if roof else '–'} | "
+                     + " | ".join(cells) + " |")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
 def read_machine(path):
     """key=value lines of the machine file bench.sh writes."""
     machine = OrderedDict()
@@ -526,6 +557,7 @@ def main():
     parser.add_argument("--chart", help="PNG chart to write")
     parser.add_argument("--shapes", default="", help="comma-separated shape order for the table")
     parser.add_argument("--machine", help="the machine file bench.sh writes (key=value lines)")
+    parser.add_argument("--summary", help="a Markdown table of float32 NCHW to write (for the docs)")
     args = parser.parse_args()
 
     rows, skipped, isa = read_inputs(args.inputs)
@@ -542,6 +574,8 @@ def main():
     print_table(rows)
     print_goals(rows)
     print_skipped(skipped)
+    if args.summary:
+        write_summary(rows, args.summary, header)
     if args.chart:
         draw_chart(rows, args.chart, " | ".join(header))
     return 0
