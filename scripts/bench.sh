@@ -111,8 +111,8 @@ fi
 # --- the machine --------------------------------------------------------------------------------
 cache_size() { # the size of cache level $1 (2 or 3) as "1 MiB", from glibc (CPUID or sysfs)
     local bytes
-    bytes=$(getconf "LEVEL${1}_CACHE_SIZE" 2>/dev/null || echo 0)
-    if [[ -z $bytes || $bytes -le 0 ]]; then echo "unknown"
+    bytes=$(getconf "LEVEL${1}_CACHE_SIZE" 2>/dev/null || true)
+    if [[ ! $bytes =~ ^[0-9]+$ || $bytes -le 0 ]]; then echo "unknown"
     elif [[ $bytes -ge 1048576 ]]; then echo "$((bytes / 1048576)) MiB"
     else echo "$((bytes / 1024)) KiB"; fi
 }
@@ -120,7 +120,8 @@ cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -n 1)
 flags=$(grep -m 1 '^flags' /proc/cpuinfo | tr ' ' '\n' |
         grep -xE 'avx2|fma|f16c|avx512f|avx512_bf16|avx512_fp16|amx_bf16|clflushopt' | tr '\n' ' ' | sed 's/ $//')
 read -r load _ </proc/loadavg
-l3_bytes=$(getconf LEVEL3_CACHE_SIZE 2>/dev/null || echo 0)
+l3_bytes=$(getconf LEVEL3_CACHE_SIZE 2>/dev/null || true)
+[[ $l3_bytes =~ ^[0-9]+$ ]] || l3_bytes=0
 machine=$work/machine.txt
 {
     echo "cpu=$cpu"

@@ -45,6 +45,9 @@ CACHES = ["warm", "cold"]
 OURS = "panama-batchnorm"  # the public Java API through memory segments
 C_KERNEL = "panama-batchnorm-c"
 OUR_IMPLS = [OURS, "panama-batchnorm-array", C_KERNEL]
+# peers that run on one thread whatever the case's thread count: their 1-thread rows are what
+# the goals compare with
+SINGLE_THREADED = ["java-scalar"]
 IMPL_ORDER = OUR_IMPLS + ["plain-c", "onednn-nChw16c", "onednn-nChw8c", "onednn", "pytorch",
                           "java-vector", "java-scalar"]
 COLUMNS = ["shape", "layout", "dtype", "op", "impl", "threads", "cache", "median_ns", "gbps",
@@ -55,7 +58,8 @@ COLUMNS = ["shape", "layout", "dtype", "op", "impl", "threads", "cache", "median
 # public Java API). Every goal names its ops, shapes, layouts, dtypes and cache modes (None: all
 # present) and one test:
 #   roof      vs roof of ours >= min
-#   peers     ours ahead of every other implementation's row of the same case by >= `ahead`
+#   peers     ours ahead of every other implementation's row of the same case (java-scalar:
+#             its 1-thread row) by >= `ahead`
 #             where that row is below `below` of the roofline, else not behind it by more than
 #             the noise (ours <= (1 + noise) x the peer's time)
 #   faster    ref time / our time >= k; ref is ours changed by `ref` (another impl, layout,
@@ -139,7 +143,7 @@ ISA = re.compile(r"^# isa: (\S+)")
 
 def read_inputs(paths):
     """(rows, skipped lines, the kernels' ISA as the harnesses printed it)."""
-    rows, skipped, isas = [], [], []
+    rows, skipped, isas, seen = [], [], [], set()
     for path in paths:
         with open(path, newline="") as f:
             for line in f:
@@ -155,6 +159,10 @@ def read_inputs(paths):
                     print(f"# bench_report: ignoring malformed row in {path}: {line}", file=sys.stderr)
                     continue
                 shape, layout, dtype, op, impl, threads, cache, ns = fields
+                key = (impl, shape, layout, dtype, op, threads, cache)
+                if key in seen:  # java-scalar runs at 1 thread in every plan: keep the first
+                    continue
+                seen.add(key)
                 rows.append(dict(shape=shape, layout=layout, dtype=dtype, op=op, impl=impl,
                                  threads=int(threads), cache=cache, median_ns=float(ns)))
     known = [i for i in isas if i != "unknown"]
@@ -366,7 +374,12 @@ class Goals:
         if t == "peers":
             worst = None
             for r in self.rows:
-                if case_key(r) != case or r["impl"] in OUR_IMPLS or r["impl"].startswith(OURS):
+                if r["impl"] in OUR_IMPLS or r["impl"].startswith(OURS):
+                    continue
+                key = case_key(r)
+                if r["impl"] in SINGLE_THREADED:
+                    key = key[:4] + (case[4],) + key[5:]
+                if key != case:
                     continue
                 peer_roof = roof / r["median_ns"] if roof else None
                 need = goal["ahead"] if peer_roof is not None and peer_roof < goal["below"] \
