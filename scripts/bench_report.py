@@ -1,29 +1,24 @@
-"""Merges the peers' CSV rows into the suite's table, CSV and chart (used by scripts/bench.sh).
+"""Merges the peers' rows into the suite's table, CSV and chart, and checks the project's
+performance goals (used by scripts/bench.sh).
 
-Input: files of rows `shape,layout,op,impl,threads,median_ns` (header lines and '#' comments
-are skipped, but for the comments that give training over eval timed in the same rounds, which
-the train/eval target uses for panama-batchnorm). Output: the CSV
-`shape,layout,op,impl,threads,median_ns,gbps,pct_copy_bw`, an aligned table on stdout followed by
-the issue-3 targets, and a PNG chart (matplotlib) of time per shape and implementation.
+Input: files of rows `shape,layout,dtype,op,impl,threads,cache,median_ns` and '#' comments; the
+comments `# skipped: ...` (what a peer could not run) and `# isa: ...` (the kernels libbatchnorm
+chose) are read too. Output: the CSV `shape,layout,dtype,op,impl,threads,cache,median_ns,gbps,
+pct_copy_bw,vs_roof` (after '#' lines naming the machine), an aligned table on stdout followed by
+the goals and the skipped combinations, and a PNG chart (matplotlib) of `vs roof` per op.
 
-Two kinds of bandwidth rows, both with impl `stream-copy`: the global STREAM probe's, whose shape
-is an element count (arrays of doubles far larger than the caches), and native_bench's per-shape
-copy, whose shape is NxCxHxW (x copied into y, the same buffers and rounds as forward_eval).
-native_bench also times per shape a read (op `read`, impl `stream-read`: the sum of x, nothing
-written), the traffic of a statistics pass alone, and in backward's rounds an add (op `add`, impl
-`stream-add`: dx = dy + x, backward's least traffic) and a read of dy and x (op `read2`, impl
-`stream-read`), the traffic of backward's reduction pass alone. Training in two passes over x
-costs at least a read plus a copy, backward in two passes over dy and x at least a read2 plus an
-add; the targets section shows these floors under a MISS.
+Row kinds:
+  stream    impl stream: the STREAM probe (shape = doubles per array, arrays past the last-level
+            cache); its copy bandwidth is the `%copy` column's reference at the same thread count
+  roofline  impl roofline, layout "-": per shape, element size, thread count and cache mode, an
+            op's least traffic moved the plainest way (bench/c/roofline.h): read, copy, add, add3,
+            add3x2
+  the ops   every other row
 
-gbps counts the minimal memory traffic of each op, in bytes per tensor element:
-forward_train 8 (read x once, write y), forward_eval 8, backward 12 (read dy and x, write dx);
-the per-channel vectors are ignored. A per-shape copy moves 8 bytes per float32 element, an add
-12, a read 4 and a read2 8; STREAM rows count 16 (copy) and 24 (triad) bytes per double element.
-pct_copy_bw compares gbps with the STREAM copy row of the same thread count. The table's `vs roof`
-is the op's per-shape roofline time over the row's time: the copy for the forwards, the add for
-backward (1.5 copies when there is no add row). 1.00 means as fast as moving the bytes the op
-must move, the plainest way, in the same rounds.
+gbps counts an op's minimal traffic: each tensor it must read or write once, at the element
+size of its dtype (f32 4 bytes, bf16/f16 2); per-channel vectors are ignored. `vs roof` is the
+op's roofline time over the row's time: 1.00 is as fast as moving the op's bytes the plainest way,
+in the same cache mode.
 """
 
 import argparse
@@ -31,75 +26,147 @@ import csv
 import math
 import re
 import sys
-from collections import OrderedDict
+from collections import OrderedDict, defaultdict
 
-BYTES_PER_ELEMENT = {"forward_train": 8, "forward_eval": 8, "backward": 12, "copy": 8, "read": 4,
-                     "add": 12, "read2": 8}
-STREAM_BYTES_PER_ELEMENT = {"copy": 16, "triad": 24}
-# an op's minimal traffic in copies of the tensor (a copy reads it once and writes it once): the
-# roofline when there is no better row (backward's is the add, which moves exactly its traffic)
-COPIES = {"forward_train": 1.0, "forward_eval": 1.0, "backward": 1.5}
-ROOFLINE_OPS = ["copy", "read", "add", "read2"]
-OP_ORDER = ["forward_train", "forward_eval", "backward"]
-IMPL_ORDER = ["panama-batchnorm", "panama-batchnorm-array", "panama-batchnorm-c", "plain-c",
-              "java-vector", "java-scalar", "pytorch", "onednn"]
-COLUMNS = ["shape", "layout", "op", "impl", "threads", "median_ns", "gbps", "pct_copy_bw"]
-TRAFFIC_NOTE = ("gbps = minimal traffic / time: forward_train 8 B/elem (read x once, write y), "
-                "forward_eval 8 B/elem, backward 12 B/elem (read dy and x, write dx), per-shape copy "
-                "8, add 12, read 4, read2 8 B/elem; %copy = gbps / STREAM copy GB/s (shape = array "
-                "elements) at the same thread count;\nvs roof = per-shape roofline time / time: the "
-                "copy (y = x) for the forwards, the add (dx = dy + x) for backward, or 1.5 copies "
-                "without an add row (1.00 = as fast as moving the op's bytes, same buffers and rounds)")
-OURS = "panama-batchnorm"
-OUR_IMPLS = ["panama-batchnorm", "panama-batchnorm-array", "panama-batchnorm-c"]
-# issue 3's targets, at 2 threads: (op, reference op, reference impl, reference threads, minimal
-# speedup = reference time / our time, relaxed on the other large shapes); java-scalar runs at 1
-# thread only. The issue states the Java target for all the large shapes, the rest for the first,
-# with "the same ratios within 20%" for the other two.
-TARGET_THREADS = 2
-LARGE_SHAPES = ["32x64x56x56", "256x512x7x7", "64x256x14x14"]
-RELAXED = 0.8
-TRAIN_EVAL_LIMIT = 1.3
-LARGE_TARGETS = [
-    ("forward_train", "forward_train", "pytorch", 2, 4.0, True),
-    ("forward_train", "forward_train", "plain-c", 2, 1.5, True),
-    ("forward_train", "forward_eval", OURS, 2, 1 / TRAIN_EVAL_LIMIT, True),
-    ("forward_eval", "forward_eval", "pytorch", 2, 1.2, True),
-    ("backward", "backward", "pytorch", 2, 1.5, True),
-] + [(op, op, impl, threads, 3.0, False) for op in OP_ORDER
-     for impl, threads in (("java-scalar", 1), ("java-vector", 2))]
-TINY_SHAPE, TINY_OP, TINY_LIMIT_NS = "1x8x4x4", "forward_train", 300
+ELEMENT_SIZE = {"f32": 4, "bf16": 2, "f16": 2, "f64": 8}
+# tensors each op reads and writes once (x, z, y, dy, dx, dz as the op has them)
+TENSORS = {"forward_train": 2, "forward_eval": 2, "backward": 3, "forward_train_relu": 2,
+           "forward_train_add_relu": 3, "backward_relu": 4, "backward_add_relu": 5,
+           "read": 1, "copy": 2, "add": 3, "add3": 4, "add3x2": 5}
+STREAM_BYTES = {"copy": 16, "triad": 24}  # per array element, STREAM's way
+ROOF_OF = {"forward_train": "copy", "forward_eval": "copy", "backward": "add",
+           "forward_train_relu": "copy", "forward_train_add_relu": "add",
+           "backward_relu": "add3", "backward_add_relu": "add3x2"}
+OPS = list(ROOF_OF)
+ROOFS = ["read", "copy", "add", "add3", "add3x2"]
+LAYOUTS = ["nchw", "nhwc"]
+DTYPES = ["f32", "bf16", "f16"]
+CACHES = ["warm", "cold"]
+OURS = "panama-batchnorm"  # the public Java API through memory segments
+C_KERNEL = "panama-batchnorm-c"
+OUR_IMPLS = [OURS, "panama-batchnorm-array", C_KERNEL]
+# peers that run on one thread whatever the case's thread count: their 1-thread rows are what
+# the goals compare with
+SINGLE_THREADED = ["java-scalar"]
+IMPL_ORDER = OUR_IMPLS + ["plain-c", "onednn-nChw16c", "onednn-nChw8c", "onednn", "pytorch",
+                          "java-vector", "java-scalar"]
+COLUMNS = ["shape", "layout", "dtype", "op", "impl", "threads", "cache", "median_ns", "gbps",
+           "pct_copy_bw", "vs_roof"]
+
+# ---- The project's performance goals, in one place -------------------------------------------
+# Checked on the rows present, at GOAL_THREADS threads, with `ours` = panama-batchnorm (the
+# public Java API). Every goal names its ops, shapes, layouts, dtypes and cache modes (None: all
+# present) and one test:
+#   roof      vs roof of ours >= min
+#   peers     ours ahead of every other implementation's row of the same case (java-scalar:
+#             its 1-thread row) by >= `ahead`
+#             where that row is below `below` of the roofline, else not behind it by more than
+#             the noise (ours <= (1 + noise) x the peer's time)
+#   faster    ref time / our time >= k; ref is ours changed by `ref` (another impl, layout,
+#             dtype or op)
+#   at_most   our time <= k x (ref time [+ the `plus` roofline's time])
+#   limit     our time <= limits_ns[op]
+# Where ours has no row but the C kernel has, the line is printed as information (the C kernel's
+# figure), not counted.
+GOAL_THREADS = 2
+LARGE = ["32x64x56x56", "256x512x7x7", "64x256x14x14", "8x32x112x112", "128x16x32x32"]
+THREE = ["32x64x56x56", "64x256x14x14", "256x512x7x7"]
+BASE_OPS = ["forward_train", "forward_eval", "backward"]
+TRAIN_OPS = ["forward_train", "forward_train_relu", "forward_train_add_relu"]
+BACKWARD_OPS = ["backward", "backward_relu", "backward_add_relu"]
+GOALS = [
+    dict(name="forward eval at >= 0.90 of its roofline (a copy)",
+         test="roof", ops=["forward_eval"], shapes=LARGE, min=0.90),
+    dict(name="training forward at >= 0.75 of its roofline (x read once, y written once; "
+              "Add+ReLU also reads z)",
+         test="roof", ops=TRAIN_OPS, shapes=LARGE, min=0.75),
+    dict(name="backward at >= 0.75 of its roofline (dy and x read once, dx written once; fused: "
+              "also y read, dz written)",
+         test="roof", ops=BACKWARD_OPS, shapes=LARGE, min=0.75),
+    dict(name="ahead of every peer by >= 1.10x where the peer is below 0.90 of the roofline, "
+              "never behind one beyond noise (5%)",
+         test="peers", ops=OPS, shapes=LARGE, ahead=1.10, below=0.90, noise=0.05),
+    dict(name="the Java API within 1.05x of the C kernel alone",
+         test="at_most", ops=OPS, shapes=LARGE, ref=dict(impl=C_KERNEL), k=1.05),
+    dict(name="(1,8,4,4) from Java: training <= 150 ns, eval <= 100 ns, backward <= 150 ns",
+         test="limit", ops=BASE_OPS, shapes=["1x8x4x4"], caches=["warm"], threads=None,
+         limits_ns={"forward_train": 150, "forward_eval": 100, "backward": 150}),
+    dict(name="channels-last training >= 2x PyTorch channels_last",
+         test="faster", ops=["forward_train"], shapes=THREE, layouts=["nhwc"], dtypes=["f32"],
+         ref=dict(impl="pytorch"), k=2.0),
+    dict(name="channels-last eval >= 1x PyTorch channels_last",
+         test="faster", ops=["forward_eval"], shapes=THREE, layouts=["nhwc"], dtypes=["f32"],
+         ref=dict(impl="pytorch"), k=1.0),
+    dict(name="channels-last backward >= 1.5x PyTorch channels_last",
+         test="faster", ops=["backward"], shapes=THREE, layouts=["nhwc"], dtypes=["f32"],
+         ref=dict(impl="pytorch"), k=1.5),
+    dict(name="channels-last within 1.15x of our NCHW time",
+         test="at_most", ops=BASE_OPS, shapes=THREE, layouts=["nhwc"],
+         ref=dict(layout="nchw"), k=1.15),
+    dict(name="fused BN+ReLU forward <= 1.1x our unfused training forward",
+         test="at_most", ops=["forward_train_relu"], shapes=THREE,
+         ref=dict(op="forward_train"), k=1.1),
+    dict(name="fused BN+Add+ReLU forward <= 1.1x (our unfused training forward + a read of z)",
+         test="at_most", ops=["forward_train_add_relu"], shapes=THREE,
+         ref=dict(op="forward_train"), plus="read", k=1.1),
+    dict(name="fused forward >= 3x PyTorch's composition",
+         test="faster", ops=["forward_train_relu", "forward_train_add_relu"], shapes=THREE,
+         ref=dict(impl="pytorch"), k=3.0),
+    dict(name="fused backward <= 1.1x (our backward + a read of y)",
+         test="at_most", ops=["backward_relu", "backward_add_relu"], shapes=THREE,
+         ref=dict(op="backward"), plus="read", k=1.1),
+    dict(name="bfloat16 training >= 2x PyTorch bfloat16",
+         test="faster", ops=["forward_train"], shapes=THREE, dtypes=["bf16"],
+         ref=dict(impl="pytorch"), k=2.0),
+    dict(name="bfloat16 training <= 0.6x our float32 time",
+         test="at_most", ops=["forward_train"], shapes=THREE, dtypes=["bf16"],
+         ref=dict(dtype="f32"), k=0.6),
+    dict(name="bfloat16 eval and backward >= 1.5x PyTorch bfloat16",
+         test="faster", ops=["forward_eval", "backward"], shapes=THREE, dtypes=["bf16"],
+         ref=dict(impl="pytorch"), k=1.5),
+    dict(name="bfloat16 eval and backward <= 0.65x our float32 time",
+         test="at_most", ops=["forward_eval", "backward"], shapes=THREE, dtypes=["bf16"],
+         ref=dict(dtype="f32"), k=0.65),
+    dict(name="float16 within 1.1x of bfloat16",
+         test="at_most", ops=BASE_OPS, shapes=THREE, dtypes=["f16"], ref=dict(dtype="bf16"),
+         k=1.1),
+    dict(name="a synchronised training step over 2 ranks <= 1.15x the local step on the same "
+              "shard (op sync_step: forward + backward of (32,64,56,56) split over the ranks)",
+         test="at_most", ops=["sync_step"], shapes=["32x64x56x56"], layouts=["nchw"],
+         dtypes=["f32"], ours="panama-batchnorm-sync-2ranks",
+         ref=dict(impl="panama-batchnorm-local-2ranks"), k=1.15),
+]
+
+SKIPPED = re.compile(r"^# skipped: (.*)$")
+ISA = re.compile(r"^# isa: (\S+)")
 
 
-# BenchMain's (and native_bench's) comment: training against eval, timed in the same rounds of
-# one process; BenchMain adds the two medians
-SAME_ROUNDS = re.compile(r"^# (\S+) threads (\d+): forward_train / forward_eval ([0-9.]+)x, both in "
-                         r"the same rounds \(([^)]+)\)(?:: ([0-9.]+) ns / ([0-9.]+) ns)?")
-
-
-def read_rows(paths, same_rounds=None):
-    """The rows of every file; with a dict same_rounds, also each file's same-rounds ratios of
-    training over eval, by (shape, threads, impl)."""
-    rows = []
+def read_inputs(paths):
+    """(rows, skipped lines, the kernels' ISA as the harnesses printed it)."""
+    rows, skipped, isas, seen = [], [], [], set()
     for path in paths:
         with open(path, newline="") as f:
             for line in f:
                 line = line.strip()
-                match = SAME_ROUNDS.match(line)
-                if match and same_rounds is not None:
-                    shape, threads, ratio, impl, train_ns, eval_ns = match.groups()
-                    same_rounds[(shape, int(threads), impl)] = (
-                        float(train_ns) / float(eval_ns) if train_ns else float(ratio))
+                if SKIPPED.match(line):
+                    skipped.append(SKIPPED.match(line).group(1))
+                if ISA.match(line):
+                    isas.append(ISA.match(line).group(1))
                 if not line or line.startswith("#") or line.startswith("shape,"):
                     continue
                 fields = line.split(",")
-                if len(fields) != 6:
+                if len(fields) != 8:
                     print(f"# bench_report: ignoring malformed row in {path}: {line}", file=sys.stderr)
                     continue
-                shape, layout, op, impl, threads, median_ns = fields
-                rows.append({"shape": shape, "layout": layout, "op": op, "impl": impl,
-                             "threads": int(threads), "median_ns": float(median_ns)})
-    return rows
+                shape, layout, dtype, op, impl, threads, cache, ns = fields
+                key = (impl, shape, layout, dtype, op, threads, cache)
+                if key in seen:  # java-scalar runs at 1 thread in every plan: keep the first
+                    continue
+                seen.add(key)
+                rows.append(dict(shape=shape, layout=layout, dtype=dtype, op=op, impl=impl,
+                                 threads=int(threads), cache=cache, median_ns=float(ns)))
+    known = [i for i in isas if i != "unknown"]
+    return rows, skipped, (known[0] if known else "unknown")
 
 
 def elements(shape):
@@ -107,75 +174,65 @@ def elements(shape):
 
 
 def is_stream(row):
-    """A row of the global STREAM probe (shape = elements per array), not a per-shape copy."""
-    return row["impl"].startswith("stream-") and "x" not in row["shape"]
+    return row["impl"] == "stream"
 
 
-def add_bandwidth(rows):
+def is_roof(row):
+    return row["impl"] == "roofline"
+
+
+def add_figures(rows):
+    """gbps, pct_copy_bw and vs_roof of every row."""
     copy_gbps = {}
     for row in rows:
-        per_elem = (STREAM_BYTES_PER_ELEMENT if is_stream(row) else BYTES_PER_ELEMENT).get(row["op"])
-        row["gbps"] = (per_elem * elements(row["shape"]) / row["median_ns"]
-                       if per_elem and row["median_ns"] > 0 else None)
+        if is_stream(row):
+            per = STREAM_BYTES.get(row["op"])
+        else:
+            per = TENSORS.get(row["op"], 0) * ELEMENT_SIZE.get(row["dtype"], 0)
+        row["gbps"] = per * elements(row["shape"]) / row["median_ns"] if per and row["median_ns"] > 0 else None
         if is_stream(row) and row["op"] == "copy" and row["gbps"]:
             copy_gbps[row["threads"]] = row["gbps"]
+    roofs = roof_times(rows)
     for row in rows:
         copy = copy_gbps.get(row["threads"])
         row["pct_copy_bw"] = 100 * row["gbps"] / copy if copy and row["gbps"] else None
+        row["vs_roof"] = vs_roof(roofs, row)
 
 
-def shape_copies(rows):
-    """(shape, threads) -> median ns of the per-shape copy."""
-    return {(r["shape"], r["threads"]): r["median_ns"] for r in rows
-            if r["op"] == "copy" and r["impl"] == "stream-copy" and not is_stream(r)}
+def roof_times(rows):
+    """(shape, threads, cache, element size, roof op) -> ns of the roofline row."""
+    return {(r["shape"], r["threads"], r["cache"], ELEMENT_SIZE[r["dtype"]], r["op"]): r["median_ns"]
+            for r in rows if is_roof(r)}
 
 
-def shape_op(rows, op):
-    """(shape, threads) -> median ns of a per-shape roofline row: op read, add or read2."""
-    return {(r["shape"], r["threads"]): r["median_ns"] for r in rows
-            if r["op"] == op and r["impl"] in ("stream-read", "stream-add")}
+def roof_ns(roofs, row, op=None):
+    roof = ROOF_OF.get(op or row["op"]) if op != "read" else "read"
+    return roofs.get((row["shape"], row["threads"], row["cache"],
+                      ELEMENT_SIZE.get(row["dtype"], 0), roof))
 
 
-def shape_roofs(rows):
-    """(shape, threads, op) -> (name, ns) of the op's per-shape roofline: the copy for the forwards,
-    the add for backward, or 1.5 copies without one."""
-    copies, adds = shape_copies(rows), shape_op(rows, "add")
-    roofs = {}
-    for (shape, threads), ns in copies.items():
-        for op, copies_of_op in COPIES.items():
-            roofs[(shape, threads, op)] = ("copy" if copies_of_op == 1 else f"{copies_of_op} copies",
-                                           ns * copies_of_op)
-    for (shape, threads), ns in adds.items():
-        roofs[(shape, threads, "backward")] = ("add", ns)
-    return roofs
+def vs_roof(roofs, row):
+    if is_stream(row) or is_roof(row):
+        return None
+    ns = roof_ns(roofs, row)
+    return ns / row["median_ns"] if ns and row["median_ns"] > 0 else None
 
 
-def vs_roof(roofs, shape, op, threads, ns):
-    """The op's per-shape roofline time over ns; None without one."""
-    roof = roofs.get((shape, threads, op))
-    return roof[1] / ns if roof and ns > 0 else None
+def case_key(row):
+    return (row["shape"], row["layout"], row["dtype"], row["op"], row["threads"], row["cache"])
 
 
-def order_key(shape_order):
+def sort_rows(rows, shape_order):
     def key(row):
         impl = row["impl"]
-        ops = ROOFLINE_OPS + OP_ORDER  # the per-shape rooflines first
-        return (0 if is_stream(row) else 1,
-                ops.index(row["op"]) if row["op"] in ops else len(ops),
-                shape_order.get(row["shape"], len(shape_order)),
-                row["threads"],
+        return (0 if is_stream(row) else 1 if is_roof(row) else 2,
+                CACHES.index(row["cache"]) if row["cache"] in CACHES else 9,
+                DTYPES.index(row["dtype"]) if row["dtype"] in DTYPES else 9,
+                LAYOUTS.index(row["layout"]) if row["layout"] in LAYOUTS else 9,
+                (OPS + ROOFS).index(row["op"]) if row["op"] in OPS + ROOFS else 99,
+                shape_order.get(row["shape"], len(shape_order)), row["threads"],
                 IMPL_ORDER.index(impl) if impl in IMPL_ORDER else len(IMPL_ORDER), impl)
-    return key
-
-
-def write_csv(rows, path):
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(COLUMNS)
-        for row in rows:
-            writer.writerow([row["shape"], row["layout"], row["op"], row["impl"], row["threads"],
-                             f"{row['median_ns']:.0f}", fmt_number(row["gbps"], 2),
-                             fmt_number(row["pct_copy_bw"], 1)])
+    rows.sort(key=key)
 
 
 def fmt_number(value, digits):
@@ -189,270 +246,321 @@ def fmt_time(ns):
     return f"{ns:.0f} ns"
 
 
-def print_table(rows):
-    pytorch = {(r["shape"], r["op"], r["threads"]): r["median_ns"] for r in rows
-               if r["impl"] == "pytorch"}
-    roofs = shape_roofs(rows)
-    header = ["op", "shape", "threads", "impl", "median", "GB/s", "%copy", "vs roof", "vs pytorch"]
-    lines = []
-    for row in rows:
-        base = pytorch.get((row["shape"], row["op"], row["threads"]))
-        speedup = f"{base / row['median_ns']:.2f}x" if base and row["impl"] != "pytorch" else ""
-        roof = vs_roof(roofs, row["shape"], row["op"], row["threads"], row["median_ns"])
-        lines.append([row["op"], row["shape"], str(row["threads"]), row["impl"],
-                      fmt_time(row["median_ns"]), fmt_number(row["gbps"], 1),
-                      fmt_number(row["pct_copy_bw"], 0), fmt_number(roof, 2), speedup])
-    widths = [max(len(h), *(len(l[i]) for l in lines)) for i, h in enumerate(header)]
-    right = {2, 4, 5, 6, 7, 8}
+def write_csv(rows, path, machine_lines):
+    with open(path, "w", newline="") as f:
+        for line in machine_lines:
+            f.write(f"# {line}\n")
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(COLUMNS)
+        for r in rows:
+            writer.writerow([r["shape"], r["layout"], r["dtype"], r["op"], r["impl"], r["threads"],
+                             r["cache"], f"{r['median_ns']:.0f}", fmt_number(r["gbps"], 2),
+                             fmt_number(r["pct_copy_bw"], 1), fmt_number(r["vs_roof"], 2)])
 
-    def render(cells):
+
+def render(header, lines, right):
+    widths = [max([len(h)] + [len(l[i]) for l in lines if l]) for i, h in enumerate(header)]
+
+    def one(cells):
         return "  ".join(c.rjust(w) if i in right else c.ljust(w)
                          for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+    out = [one(header), "  ".join("-" * w for w in widths)]
+    out += [one(l) if l else "" for l in lines]
+    return "\n".join(out)
 
-    print(render(header))
-    print("  ".join("-" * w for w in widths))
-    previous = None
-    for row, line in zip(rows, lines):
-        group = ("stream" if is_stream(row) else "roof" if row["op"] in ROOFLINE_OPS
-                 else (row["op"], row["shape"]))
+
+def print_table(rows):
+    pytorch = {case_key(r): r["median_ns"] for r in rows if r["impl"] == "pytorch"}
+    header = ["cache", "dtype", "layout", "op", "shape", "thr", "impl", "median", "GB/s", "%copy",
+              "vs roof", "vs pytorch"]
+    lines, previous = [], None
+    for r in rows:
+        group = ("stream" if is_stream(r) else ("roof", r["cache"]) if is_roof(r)
+                 else (r["cache"], r["dtype"], r["layout"], r["op"], r["shape"]))
         if previous is not None and group != previous:
-            print()
+            lines.append(None)
         previous = group
-        print(render(line))
+        base = pytorch.get(case_key(r))
+        speedup = f"{base / r['median_ns']:.2f}x" if base and r["impl"] != "pytorch" else ""
+        lines.append([r["cache"], r["dtype"], r["layout"], r["op"], r["shape"], str(r["threads"]),
+                      r["impl"], fmt_time(r["median_ns"]), fmt_number(r["gbps"], 1),
+                      fmt_number(r["pct_copy_bw"], 0), fmt_number(r["vs_roof"], 2), speedup])
+    print(render(header, lines, right={5, 7, 8, 9, 10, 11}))
     print()
-    print(TRAFFIC_NOTE)
+    print("GB/s = minimal traffic / time (each tensor the op must read or write, once, at its "
+          "element size); %copy = GB/s over the STREAM copy\nbandwidth at the same thread count; "
+          "vs roof = the op's roofline time / time, same shape, element size, threads and cache "
+          "mode:\ncopy (y = x) for the forwards, add (dx = dy + x) for backward and Add+ReLU's "
+          "forward, add3 / add3x2 for the fused backwards\n(1.00 = as fast as moving the op's bytes "
+          "the plainest way); vs pytorch = PyTorch's time / time, same case.")
 
 
-def print_targets(rows, same_rounds):
-    times = {(r["shape"], r["op"], r["impl"], r["threads"]): r["median_ns"] for r in rows}
-    copies, roofs = shape_copies(rows), shape_roofs(rows)
-    reads, adds, read2s = shape_op(rows, "read"), shape_op(rows, "add"), shape_op(rows, "read2")
-    t = TARGET_THREADS
-    print()
-    print(f"targets (issue 3), {t} threads. ours = {OURS} (the public API through segments); best =")
-    print("  the fastest of panama-batchnorm, -array and -c (information only). speedup = reference time /")
-    print(f"  our time. {' and '.join(LARGE_SHAPES[1:])}: \"the same ratios within 20%\", so speedup targets")
-    print(f"  x{RELAXED} and the train/eval limit /{RELAXED}; the Java target (3x) is stated for all three large shapes.")
-    print("  Under a MISS, the roofline: `vs roof` of ours, our best and the reference, and the `vs roof` ours")
-    print("  would need; above 1.00 the target asks for more than moving the op's bytes (bounded by memory),")
-    print("  above 0.90 for about as much. Under a forward_train MISS, the floor of a training forward")
-    print("  that reads x twice (statistics, then normalize, as ours does but on rows of 1024-8191 values")
-    print("  in outputs of 16 MiB and more, which it reads once): a read of x plus a copy; under")
-    print("  a backward MISS, the floor of a backward that reads dy and x twice (sums, then dx, as ours")
-    print("  does): a read2 plus an add. The train/eval ratio of ours is judged as timed in the same")
-    print("  rounds of one JVM (BenchMain's same-rounds lines; the JMH rows' ratio beside it), since JMH")
-    print("  times the two ops in forks of their own at different moments.")
-    tally = {"PASS": 0, "MISS": 0, "skipped": 0}
-    results = []
-    for shape in LARGE_SHAPES:
-        for op, ref_op, ref_impl, ref_threads, speedup, relax in LARGE_TARGETS:
-            need = speedup * (RELAXED if relax and shape != LARGE_SHAPES[0] else 1.0)
-            train_eval = ref_op != op
-            name = (f"{op} / {ref_op} time" if train_eval
-                    else f"{op} vs {ref_impl}" + (f" ({ref_threads} thread)" if ref_threads != t else ""))
-            ours = times.get((shape, op, OURS, t))
-            ref = times.get((shape, ref_op, ref_impl, ref_threads))
-            if ours is None or ref is None:
-                missing = [f"{impl} {o} at {th} thread{'s' if th > 1 else ''}"
-                           for impl, o, th, v in ((OURS, op, t, ours), (ref_impl, ref_op, ref_threads, ref))
-                           if v is None]
-                results.append((f"  skipped: {shape} {name}: no row for {' and '.join(missing)}",))
-                tally["skipped"] += 1
+class Goals:
+    """Checks GOALS on the rows; prints a line per checked case and a tally."""
+
+    def __init__(self, rows):
+        self.times = {(r["impl"],) + case_key(r): r["median_ns"] for r in rows}
+        self.rows = [r for r in rows if not is_stream(r) and not is_roof(r)]
+        self.roofs = roof_times(rows)
+        self.tally = defaultdict(int)
+
+    def cases(self, goal):
+        """The cases a goal covers that have a row of ours or of the C kernel."""
+        ours = goal.get("ours", OURS)
+        seen = OrderedDict()
+        for r in self.rows:
+            if r["impl"] not in (ours, C_KERNEL) or r["op"] not in goal["ops"]:
                 continue
-            best = best_ratio(times, shape, op, ref_op, ref_impl, ref_threads, train_eval)
-            same = same_rounds.get((shape, t, OURS)) if train_eval else None
-            speedup = 1 / same if same else ref / ours
-            verdict = "PASS" if speedup >= need else "MISS"
-            tally[verdict] += 1
-            if train_eval:  # shown as our train time over our eval time, a limit from above
-                line = [shape, name + (" (same rounds)" if same else ""), f"<= {1 / need:.2f}x",
-                        f"{1 / speedup:.2f}x", verdict,
-                        (f"JMH rows {ours / ref:.2f}x; " if same else "")
-                        + (f"best {1 / best[0]:.2f}x ({best[1]})" if best else "")]
-            else:
-                line = [shape, name, f">= {need:.2f}x", f"{ref / ours:.2f}x", verdict,
-                        f"best {best[0]:.2f}x ({best[1]})" if best else ""]
-            results.append(tuple(line))
-            if verdict == "MISS":
-                results.append((roofline(times, roofs, shape, op, ref_op, ref_impl, ref_threads,
-                                         ref, need),))
-                if train_eval:
-                    results.append((two_pass_floor(copies, reads, shape, ref, need),))
-                elif op == "forward_train":
-                    results.append((two_pass_floor_vs_target(
-                        [("read", reads), ("copy", copies)], shape, ref / need,
-                        "a schedule that reads x"),))
-                elif op == "backward":
-                    results.append((two_pass_floor_vs_target(
-                        [("read2", read2s), ("add", adds)], shape, ref / need,
-                        "a backward that reads dy and x"),))
-    tiny = sorted(th for (sh, o, impl, th) in times if (sh, o, impl) == (TINY_SHAPE, TINY_OP, OURS))
-    for th in tiny:
-        ns = times[(TINY_SHAPE, TINY_OP, OURS, th)]
-        verdict = "PASS" if ns <= TINY_LIMIT_NS else "MISS"
-        tally[verdict] += 1
-        best = min((times[(TINY_SHAPE, TINY_OP, impl, th)], impl) for impl in OUR_IMPLS
-                   if (TINY_SHAPE, TINY_OP, impl, th) in times)
-        results.append((TINY_SHAPE, f"{TINY_OP} from Java, {th} thread{'s' if th > 1 else ''}",
-                        f"<= {TINY_LIMIT_NS} ns", fmt_time(ns), verdict,
-                        f"best {fmt_time(best[0])} ({best[1]})"))
-    if not tiny:
-        results.append((f"  skipped: {TINY_SHAPE} {TINY_OP} from Java: no {OURS} row",))
-        tally["skipped"] += 1
-    lines = [r for r in results if len(r) > 1]
-    widths = [max(len(l[i]) for l in lines) for i in range(6)] if lines else []
-    for r in results:
-        if len(r) == 1:
-            print(r[0])
-        else:
-            print("  " + "  ".join(c.rjust(w) if i in (2, 3) else c.ljust(w)
-                                   for i, (c, w) in enumerate(zip(r, widths))).rstrip())
-    print(f"  {tally['PASS']} PASS, {tally['MISS']} MISS, {tally['skipped']} skipped")
+            if r["shape"] not in goal["shapes"]:
+                continue
+            if goal.get("layouts") and r["layout"] not in goal["layouts"]:
+                continue
+            if goal.get("dtypes") and r["dtype"] not in goal["dtypes"]:
+                continue
+            if r["cache"] not in goal.get("caches", CACHES):
+                continue
+            threads = goal.get("threads", GOAL_THREADS)
+            if threads is not None and r["threads"] != threads:
+                continue
+            seen[case_key(r)] = True
+        return list(seen)
+
+    def check(self, goal):
+        ours = goal.get("ours", OURS)
+        print(f"\ngoal: {goal['name']}")
+        cases = self.cases(goal)
+        if not cases:
+            print(f"  skipped: no {ours} or {C_KERNEL} rows for "
+                  f"{'/'.join(goal['ops'])} on these shapes, layouts and types")
+            self.tally["skipped"] += 1
+            return
+        lines = []
+        for case in cases:
+            impl = ours if (ours,) + case in self.times else C_KERNEL
+            line = self.test(goal, impl, case)
+            if line:
+                self.tally["info" if impl != ours and line[3] != "skipped" else line[3]] += 1
+                lines.append([" ".join(str(v) for v in (case[5], case[2], case[1], case[3],
+                                                         case[0]))] + line)
+        if lines:
+            widths = [max(len(l[i]) for l in lines) for i in range(len(lines[0]))]
+            for l in lines:
+                print("  " + "  ".join(c.rjust(w) if i in (2, 3) else c.ljust(w)
+                                       for i, (c, w) in enumerate(zip(l, widths))).rstrip())
+
+    def ns(self, subject, case, **change):
+        shape, layout, dtype, op, threads, cache = case
+        key = (change.get("impl", subject), change.get("shape", shape), change.get("layout", layout),
+               change.get("dtype", dtype), change.get("op", op), threads, cache)
+        return self.times.get(key)
+
+    def test(self, goal, impl, case):
+        """[who, target, measured, verdict, note] or None when a reference row is missing."""
+        t = goal["test"]
+        ours_ns = self.ns(impl, case)
+        who = "ours" if impl == goal.get("ours", OURS) else "C kernel (info)"
+        row = dict(zip(("shape", "layout", "dtype", "op", "threads", "cache"), case))
+        roof = roof_ns(self.roofs, row)
+        roof_note = f"vs roof {roof / ours_ns:.2f}" if roof else "no roofline row"
+        if t == "roof":
+            if not roof:
+                return [who, f">= {goal['min']:.2f}", "-", "skipped", "no roofline row"]
+            value = roof / ours_ns
+            return [who, f">= {goal['min']:.2f}", f"{value:.2f}", verdict(value >= goal["min"]),
+                    f"roofline {fmt_time(roof)}, ours {fmt_time(ours_ns)}"]
+        if t == "limit":
+            limit = goal["limits_ns"][case[3]]
+            return [who, f"<= {limit} ns", fmt_time(ours_ns), verdict(ours_ns <= limit), ""]
+        if t == "peers":
+            worst = None
+            for r in self.rows:
+                if r["impl"] in OUR_IMPLS or r["impl"].startswith(OURS):
+                    continue
+                key = case_key(r)
+                if r["impl"] in SINGLE_THREADED:
+                    key = key[:4] + (case[4],) + key[5:]
+                if key != case:
+                    continue
+                peer_roof = roof / r["median_ns"] if roof else None
+                need = goal["ahead"] if peer_roof is not None and peer_roof < goal["below"] \
+                    else 1 / (1 + goal["noise"])
+                ratio = r["median_ns"] / ours_ns
+                margin = ratio / need
+                if worst is None or margin < worst[0]:
+                    worst = (margin, r["impl"], ratio, need, peer_roof)
+            if worst is None:
+                return None
+            _, peer, ratio, need, peer_roof = worst
+            peer_note = f"{peer} vs roof {peer_roof:.2f}" if peer_roof is not None else peer
+            return [who, f">= {need:.2f}x", f"{ratio:.2f}x", verdict(ratio >= need),
+                    f"closest: {peer_note}; ours {roof_note}"]
+        ref_ns = self.ns(impl, case, **goal["ref"])
+        if ref_ns is None:
+            return None
+        plus = goal.get("plus")
+        if plus:
+            extra = roof_ns(self.roofs, row, op=plus)
+            if extra is None:
+                return None
+            ref_ns += extra
+        ref_name = ", ".join(f"{k} {v}" for k, v in goal["ref"].items()) + (f" + {plus}" if plus else "")
+        if t == "faster":
+            value = ref_ns / ours_ns
+            return [who, f">= {goal['k']:.2f}x", f"{value:.2f}x", verdict(value >= goal["k"]),
+                    f"vs {ref_name} {fmt_time(ref_ns)}; ours {roof_note}"]
+        value = ours_ns / ref_ns
+        return [who, f"<= {goal['k']:.2f}x", f"{value:.2f}x", verdict(value <= goal["k"]),
+                f"vs {ref_name} {fmt_time(ref_ns)}; ours {roof_note}"]
 
 
-def best_ratio(times, shape, op, ref_op, ref_impl, ref_threads, train_eval):
-    """(speedup, impl) of the fastest of our implementations, or None; for the train/eval target
-    each implementation against its own eval."""
-    t = TARGET_THREADS
-    ratios = []
-    for impl in OUR_IMPLS:
-        ours = times.get((shape, op, impl, t))
-        ref = times.get((shape, ref_op, impl if train_eval else ref_impl, t if train_eval else ref_threads))
-        if ours and ref:
-            ratios.append((ref / ours, impl))
-    return max(ratios) if ratios else None
+def verdict(ok):
+    return "PASS" if ok else "MISS"
 
 
-def roofline(times, roofs, shape, op, ref_op, ref_impl, ref_threads, ref_ns, need):
-    """One line: ours, our best and the reference against the op's per-shape roofline, and what the
-    target asks of ours in the same terms."""
-    t = TARGET_THREADS
-    if (shape, t, op) not in roofs:
-        return f"      roofline: no per-shape copy row for {shape} at {t} threads"
-    name, roof_ns = roofs[(shape, t, op)]
-    figures = []
-    for impl in OUR_IMPLS:
-        ns = times.get((shape, op, impl, t))
-        if ns:
-            figures.append((vs_roof(roofs, shape, op, t, ns), impl))
-    parts = [f"{impl} {v:.2f}" for v, impl in figures if impl == OURS]
-    best = max(figures)
-    if best[1] != OURS:
-        parts.append(f"best {best[0]:.2f} ({best[1]})")
-    ref_vs = vs_roof(roofs, shape, ref_op, ref_threads, ref_ns)
-    if ref_vs is not None:
-        parts.append(f"{ref_impl} {ref_op} {ref_vs:.2f}" if ref_op != op else f"{ref_impl} {ref_vs:.2f}")
-    # our time must be at most ref_ns / need: in vs-roof terms, at least this
-    needs = roof_ns * need / ref_ns
-    # within 10% of the roofline: as close to the bound as this shared machine's noise lets us tell
-    reach = (f"more than the {name}: bounded by memory" if needs > 1.0
-             else f"within 10% of the {name}: at the memory bound" if needs > 0.9
-             else f"less than the {name}: not bounded by memory")
-    return (f"      roofline: {name} {fmt_time(roof_ns)}; vs roof: {', '.join(parts)}; "
-            f"needs {needs:.2f}, {reach}")
+def print_goals(rows):
+    print("\nThe project's performance goals, checked on this run's rows: at "
+          f"{GOAL_THREADS} threads unless a goal says otherwise, in every cache mode present, with "
+          f"ours = {OURS}\n(the public Java API). Where ours has no row yet but the C kernel has, "
+          "the line shows the C kernel's figure as information.")
+    goals = Goals(rows)
+    for goal in GOALS:
+        goals.check(goal)
+    t = goals.tally
+    print(f"\ngoals: {t['PASS']} PASS, {t['MISS']} MISS, {t['info']} information only (C kernel), "
+          f"{t['skipped']} skipped (no rows)")
 
 
-def two_pass_floor(copies, reads, shape, eval_ns, need):
-    """One line: the least time of a training forward that reads x twice (a read, then a copy's
-    traffic), against our eval, and whether the target lies below it."""
-    t = TARGET_THREADS
-    if (shape, t) not in copies or (shape, t) not in reads:
-        return f"      two passes: no per-shape copy and read rows for {shape} at {t} threads"
-    floor = copies[(shape, t)] + reads[(shape, t)]
-    ratio = floor / eval_ns
-    reach = ("below it: only a schedule that reads x from memory once can meet the target"
-             if ratio > 1 / need else "within it: two passes could meet the target")
-    return (f"      two passes: read {fmt_time(reads[(shape, t)])} + copy {fmt_time(copies[(shape, t)])} = "
-            f"{fmt_time(floor)} = {ratio:.2f}x our eval; the target ({1 / need:.2f}x) is {reach}")
+def print_skipped(skipped):
+    """The skipped combinations, grouped by implementation and reason."""
+    if not skipped:
+        return
+    groups = OrderedDict()
+    for line in skipped:
+        what, _, why = line.partition(": ")
+        words = what.split()
+        impl = words[0] if words else what
+        case = " ".join(words[1:])
+        cases = groups.setdefault((impl, why), [])
+        if case not in cases:
+            cases.append(case)
+    print("\nskipped (what could not run, and why):")
+    for (impl, why), cases in groups.items():
+        shown = [c for c in cases if c][:4]
+        more = f", ... ({len(cases)} in all)" if len(cases) > len(shown) else ""
+        print(f"  {impl}: {why}" + (f" [{', '.join(shown)}{more}]" if shown else ""))
 
 
-def two_pass_floor_vs_target(passes, shape, target_ns, once):
-    """One line: the least time of an op that reads its inputs twice, the sum of the per-shape
-    times in `passes` ((name, {(shape, threads): ns}) for the first pass's traffic, then the
-    second's), against the time the target allows ours; `once` names what could do better."""
-    t = TARGET_THREADS
-    if any((shape, t) not in times for _, times in passes):
-        names = " and ".join(name for name, _ in passes)
-        return f"      two passes: no per-shape {names} rows for {shape} at {t} threads"
-    floor = sum(times[(shape, t)] for _, times in passes)
-    reach = (f"below it: only {once} from memory once can meet the target"
-             if floor > target_ns else "within it: two passes could meet the target")
-    terms = " + ".join(f"{name} {fmt_time(times[(shape, t)])}" for name, times in passes)
-    return (f"      two passes: {terms} = {fmt_time(floor)}; the target ({fmt_time(target_ns)}) "
-            f"is {reach}")
+CHART_TOP = 2.0
 
 
 def draw_chart(rows, path, title):
+    """vs roof per op and cache mode: a group of bars per shape, layout and dtype at
+    GOAL_THREADS threads, a bar per implementation; 1.00 is the roofline."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    data = [r for r in rows if r["op"] in OP_ORDER]
+    data = [r for r in rows if r.get("vs_roof") and r["threads"] == GOAL_THREADS
+            and r["shape"] != "1x8x4x4"]
     if not data:
-        print("# bench_report: no BatchNorm rows, no chart", file=sys.stderr)
+        print("# bench_report: no rows with a roofline at "
+              f"{GOAL_THREADS} threads, no chart", file=sys.stderr)
         return
-    ops = [op for op in OP_ORDER if any(r["op"] == op for r in data)]
-    # one group of bars per (shape, threads), in the rows' order (shape first)
-    groups = list(OrderedDict.fromkeys((r["shape"], r["threads"]) for r in data))
-    groups.sort(key=lambda g: ([r["shape"] for r in data].index(g[0]), g[1]))
+    ops = [op for op in OPS if any(r["op"] == op for r in data)]
+    caches = [c for c in CACHES if any(r["cache"] == c for r in data)]
     impls = [i for i in IMPL_ORDER if any(r["impl"] == i for r in data)]
     impls += sorted({r["impl"] for r in data} - set(impls))
-    copy_gbps = {r["threads"]: r["gbps"] for r in rows
-                 if is_stream(r) and r["op"] == "copy" and r["gbps"]}
-    roofs = shape_roofs(rows)
-    times = {(r["op"], r["shape"], r["threads"], r["impl"]): r["median_ns"] for r in data}
     colors = {impl: plt.get_cmap("tab10")(k % 10) for k, impl in enumerate(impls)}
-
-    width = 0.8 / len(impls)
-    plotted = [ns / 1e3 for ns in times.values()]
-    fig, axes = plt.subplots(len(ops), 1, squeeze=False, sharey=True,
-                             figsize=(max(8.0, 0.9 + 0.11 * len(groups) * (len(impls) + 1)),
-                                      3.3 * len(ops) + 0.8))
-    for row_index, op in enumerate(ops):
-        ax = axes[row_index][0]
-        for g, (shape, threads) in enumerate(groups):
-            present = [(impl, times[(op, shape, threads, impl)]) for impl in impls
-                       if (op, shape, threads, impl) in times]
-            left = g - width * len(present) / 2
-            for k, (impl, ns) in enumerate(present):
-                ax.bar(left + width * (k + 0.5), ns / 1e3, width, color=colors[impl])
-            if threads in copy_gbps:
-                # the time this op's minimal traffic takes at the copy bandwidth
-                bound_us = BYTES_PER_ELEMENT[op] * elements(shape) / copy_gbps[threads] / 1e3
-                plotted.append(bound_us)
-                ax.hlines(bound_us, g - 0.45, g + 0.45, colors="black", linestyles="dashed",
-                          linewidth=1)
-            if (shape, threads, op) in roofs:
-                # the op's per-shape roofline: the copy, or backward's add
-                roof_us = roofs[(shape, threads, op)][1] / 1e3
-                plotted.append(roof_us)
-                ax.hlines(roof_us, g - 0.45, g + 0.45, colors="black", linestyles="dotted",
-                          linewidth=1.5)
-        ax.set_yscale("log")
-        ax.set_title(op, fontsize=10)
-        ax.set_xticks(range(len(groups)))
-        ax.set_xticklabels([f"{shape}\n{threads} thread{'s' if threads > 1 else ''}"
-                            for shape, threads in groups], fontsize=8)
-        ax.set_xlim(-0.5, len(groups) - 0.5)
-        ax.grid(axis="y", which="major", alpha=0.3)
-        ax.set_ylabel("median time per call (us)")
-    axes[0][0].set_ylim(min(plotted) / 2, max(plotted) * 2)
+    groups = list(OrderedDict.fromkeys((r["shape"], r["layout"], r["dtype"]) for r in data))
+    values = {(r["op"], r["cache"], r["shape"], r["layout"], r["dtype"], r["impl"]): r["vs_roof"]
+              for r in data}
+    width = 0.8 / max(1, len(impls))
+    fig, axes = plt.subplots(len(ops), len(caches), squeeze=False, sharey=True,
+                             figsize=(max(8.0, 1.0 + 0.06 * len(groups) * (len(impls) + 1))
+                                      * len(caches), 2.6 * len(ops) + 1.2))
+    # a noisy outlier would squash every other bar: bars above CHART_TOP are clipped and labelled
+    top = min(CHART_TOP, max(1.2, max(values.values()) * 1.1))
+    for i, op in enumerate(ops):
+        for j, cache in enumerate(caches):
+            ax = axes[i][j]
+            present = [g for g in groups if any((op, cache) + g + (impl,) in values for impl in impls)]
+            for x, g in enumerate(present):
+                bars = [(impl, values[(op, cache) + g + (impl,)]) for impl in impls
+                        if (op, cache) + g + (impl,) in values]
+                left = x - width * len(bars) / 2
+                for k, (impl, v) in enumerate(bars):
+                    ax.bar(left + width * (k + 0.5), min(v, top), width, color=colors[impl])
+                    if v > top:
+                        ax.text(left + width * (k + 0.5), top, f"{v:.1f}", rotation=90,
+                                ha="center", va="top", fontsize=5, color="white")
+            ax.axhline(1.0, color="black", linestyle="dotted", linewidth=1)
+            ax.set_title(f"{op}, {cache}", fontsize=9)
+            ax.set_xticks(range(len(present)))
+            ax.set_xticklabels(["\n".join(g) for g in present], fontsize=6)
+            ax.set_ylim(0, top)
+            ax.grid(axis="y", alpha=0.3)
+            if j == 0:
+                ax.set_ylabel("vs roof", fontsize=8)
     handles = [Patch(color=colors[impl], label=impl) for impl in impls]
-    handles.append(Line2D([], [], color="black", linestyle="dashed", linewidth=1,
-                          label="STREAM copy bandwidth bound"))
-    if roofs:
-        handles.append(Line2D([], [], color="black", linestyle="dotted", linewidth=1.5,
-                              label="y = x of the same tensors (backward: dx = dy + x)"))
-    columns = 4
-    legend_rows = -(-len(handles) // columns)
-    fig.legend(handles=handles, loc="upper center", ncol=columns, fontsize=8,
-               bbox_to_anchor=(0.5, 1.0), frameon=False)
-    fig.text(0.5, 0.005, title, ha="center", va="bottom", fontsize=8)
-    fig.tight_layout(rect=(0, 0.02, 1, 1 - (0.1 + 0.2 * legend_rows) / fig.get_figheight()))
-    fig.savefig(path, dpi=110)
+    fig.legend(handles=handles, loc="upper center", ncol=min(6, len(handles)), fontsize=8,
+               frameon=False)
+    fig.text(0.5, 0.005, title, ha="center", va="bottom", fontsize=7)
+    fig.tight_layout(rect=(0, 0.02, 1, 1 - 0.5 / fig.get_figheight()))
+    fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+SUMMARY_IMPLS = [OURS, C_KERNEL, "plain-c", "onednn-nChw16c", "onednn-nChw8c", "onednn", "pytorch",
+                 "java-vector"]
+
+
+def write_summary(rows, path, header):
+    """A Markdown table for the docs: float32 NCHW at GOAL_THREADS threads, per shape, op and
+    cache mode the time of each implementation with its `vs roof`."""
+    cases = OrderedDict()
+    for r in rows:
+        if (r["layout"], r["dtype"], r["threads"]) == ("nchw", "f32", GOAL_THREADS) \
+                and r["op"] in BASE_OPS:
+            cases.setdefault((r["shape"], r["op"], r["cache"]), {})[r["impl"]] = r
+    impls = [i for i in SUMMARY_IMPLS if any(i in c for c in cases.values())]
+    lines = [f"<!-- {line} -->" for line in header]
+    lines.append("| shape | op | cache | roofline | " + " | ".join(impls) + " |")
+    lines.append("|---|---|---|---:|" + "---:|" * len(impls))
+    roofs = roof_times(rows)
+    for (shape, op, cache), by_impl in cases.items():
+        any_row = next(iter(by_impl.values()))
+        roof = roof_ns(roofs, any_row)
+        cells = []
+        for impl in impls:
+            r = by_impl.get(impl)
+            cells.append("–" if r is None else fmt_time(r["median_ns"])
+                         + (f" ({r['vs_roof']:.2f})" if r["vs_roof"] else ""))
+        lines.append(f"| {shape} | {op} | {cache} | {fmt_time(roof) if roof else '–'} | "
+                     + " | ".join(cells) + " |")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def read_machine(path):
+    """key=value lines of the machine file bench.sh writes."""
+    machine = OrderedDict()
+    if path:
+        with open(path) as f:
+            for line in f:
+                key, sep, value = line.rstrip("\n").partition("=")
+                if sep:
+                    machine[key] = value
+    return machine
+
+
+def machine_lines(machine, isa):
+    isa = machine.get("isa") if machine.get("isa", "unknown") != "unknown" else isa
+    return [f"machine: {machine.get('cpu', 'unknown CPU')}, {machine.get('cores', '?')} cores, "
+            f"L2 {machine.get('l2', '?')} per core, L3 {machine.get('l3', '?')}; CPU flags: "
+            f"{machine.get('flags', '?')}; libbatchnorm kernels: {isa}",
+            f"run: {machine.get('command', '?')} on {machine.get('date', '?')}, "
+            f"{machine.get('mode', '?')} mode; load average at start {machine.get('load', '?')}"]
 
 
 def main():
@@ -461,22 +569,28 @@ def main():
     parser.add_argument("--csv", required=True, help="merged CSV to write")
     parser.add_argument("--chart", help="PNG chart to write")
     parser.add_argument("--shapes", default="", help="comma-separated shape order for the table")
-    parser.add_argument("--title", default="", help="caption under the chart")
+    parser.add_argument("--machine", help="the machine file bench.sh writes (key=value lines)")
+    parser.add_argument("--summary", help="a Markdown table of float32 NCHW to write (for the docs)")
     args = parser.parse_args()
 
-    same_rounds = {}
-    rows = read_rows(args.inputs, same_rounds)
+    rows, skipped, isa = read_inputs(args.inputs)
     if not rows:
         print("bench_report: no rows from any peer", file=sys.stderr)
         return 1
-    add_bandwidth(rows)
-    shape_order = {s: i for i, s in enumerate(v for v in args.shapes.split(",") if v)}
-    rows.sort(key=order_key(shape_order))
-    write_csv(rows, args.csv)
+    header = machine_lines(read_machine(args.machine), isa)
+    add_figures(rows)
+    sort_rows(rows, {s: i for i, s in enumerate(v for v in args.shapes.split(",") if v)})
+    write_csv(rows, args.csv, header)
+    for line in header:
+        print(line)
+    print()
     print_table(rows)
-    print_targets(rows, same_rounds)
+    print_goals(rows)
+    print_skipped(skipped)
+    if args.summary:
+        write_summary(rows, args.summary, header)
     if args.chart:
-        draw_chart(rows, args.chart, args.title)
+        draw_chart(rows, args.chart, " | ".join(header))
     return 0
 
 

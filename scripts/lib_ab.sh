@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
-# Is build B faster than build A? Runs native_lib_ab (bench/lib_ab.c) twice in one go, A loaded
+# Is build B faster than build A? Runs native_lib_ab (bench/c/lib_ab.c) twice in one go, A loaded
 # first and then B loaded first, because on identical code the library loaded second measured
 # 3-9% faster here; prints per shape and op the geometric mean of the two B/A time ratios
 # (below 1: B is faster) and each order's own ratio. Build the tool with
-#   cmake --build target/native --target native_lib_ab     (after a Maven build)
+#   scripts/bench.sh --build-only       (it lands in target/bench/build/bench)
 #
 # usage: scripts/lib_ab.sh A.so B.so [--threads T] [--rounds R] [--offset B] [SHAPE...]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-tool=$root/target/native/bench/native_lib_ab
+tool=$root/target/bench/build/bench/native_lib_ab
+if [[ ${1:-} == --help || ${1:-} == -h ]]; then
+    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+    exit 0
+fi
 if [[ $# -lt 2 ]]; then
     sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 fi
 if [[ ! -x $tool ]]; then
-    echo "lib_ab.sh: $tool is missing; build it with: cmake --build target/native --target native_lib_ab" >&2
+    echo "lib_ab.sh: $tool is missing; build it with: scripts/bench.sh --build-only" >&2
     exit 2
 fi
 a=$1 b=$2

@@ -13,7 +13,7 @@
  *
  * The tensors start on 64-byte boundaries, or B bytes past one with --offset B (a multiple of 4
  * below 64): Java's large segments, and glibc's malloc of large blocks, start 16 bytes past a
- * page, and the kernels' stores depend on the alignment (docs/DESIGN.md, session 8).
+ * page, and the kernels' stores depend on the alignment.
  *
  * Rows go to stdout as `shape,op,first_ns,second_ns,second/first` (medians); lines starting with
  * '#' are comments. Ops: forward_train, forward_eval, backward (from the saved statistics).
@@ -58,8 +58,9 @@ typedef struct {
 /* Bytes past a 64-byte boundary where the (N,C,S) tensors start (--offset). */
 static int64_t g_offset;
 
-enum { OP_TRAIN, OP_EVAL, OP_BACKWARD, NUM_OPS };
-static const char *op_names[NUM_OPS] = {"forward_train", "forward_eval", "backward"};
+/* bench_common.h's first three ops: forward_train, forward_eval, backward */
+enum { NUM_OPS = OP_BACKWARD + 1 };
+static const char *const *op_names = bench_op_names;
 
 static int load(library *lib, const char *path, int threads) {
     void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);

@@ -6,10 +6,10 @@
  *   triad: a[i] = b[i] + q*c[i]   24 bytes per element moved (read b and c, write a)
  *
  * Bytes are counted the STREAM way (no write-allocate traffic), the same convention the suite
- * uses for BatchNorm's minimal traffic. Arrays are double, far larger than the caches.
- * Rows: shape = elements per array, layout "-", op copy|triad, impl stream-copy|stream-triad.
- *
- * Build: gcc -O3 -fopenmp -o stream_bench stream_bench.c
+ * uses for BatchNorm's minimal traffic. Arrays are double; scripts/bench.sh sizes them past the
+ * last-level cache the OS reports. Only --threads, --rounds, --warmup and --min-round-ms of the
+ * common options apply; rows: shape = elements per array, layout "-", dtype f64, op copy|triad,
+ * impl stream, cache "-".
  */
 #include <omp.h>
 
@@ -18,6 +18,16 @@
 static const char *usage =
     "usage: stream_bench [--threads 1,2] [--rounds R] [--warmup W] [--min-round-ms T] [--mib M]\n"
     "  M: MiB per array (three arrays), default 128\n";
+
+static double mib = 128;
+
+static int parse_mib(const char *key, const char *value) {
+    if (strcmp(key, "--mib") != 0 || atof(value) <= 0) {
+        return 1;
+    }
+    mib = atof(value);
+    return 0;
+}
 
 typedef struct {
     double *a, *b, *c;
@@ -60,18 +70,9 @@ static void fill(arrays *v) {
 
 int main(int argc, char **argv) {
     bench_plan plan;
-    int i = bench_parse_plan(&plan, argc, argv, usage);
-    if (i < 0) {
-        return 2;
-    }
-    double mib = 128;
-    for (; i < argc; i += 2) {
-        if (strcmp(argv[i], "--mib") == 0 && i + 1 < argc && atof(argv[i + 1]) > 0) {
-            mib = atof(argv[i + 1]);
-        } else {
-            fprintf(stderr, "unknown or incomplete argument '%s'\n%s", argv[i], usage);
-            return 2;
-        }
+    int parsed = bench_parse_plan(&plan, argc, argv, usage, parse_mib);
+    if (parsed != 0) {
+        return parsed == 1 ? 0 : 2;
     }
     arrays v;
     v.len = (int64_t)(mib * 1024 * 1024 / sizeof(double));
@@ -87,13 +88,15 @@ int main(int argc, char **argv) {
 
     printf("# stream_bench: 3 arrays of %lld doubles (%.0f MiB each); copy 16 B/elem, triad 24 B/elem\n",
            (long long)v.len, mib);
-    printf("shape,layout,op,impl,threads,median_ns\n");
+    printf("shape,layout,dtype,op,impl,threads,cache,median_ns\n");
     for (int t = 0; t < plan.num_threads; t++) {
         omp_set_num_threads(plan.threads[t]);
-        double copy_ns = bench_time(copy_kernel, &v, &plan);
-        printf("%lld,-,copy,stream-copy,%d,%.0f\n", (long long)v.len, plan.threads[t], copy_ns);
-        double triad_ns = bench_time(triad_kernel, &v, &plan);
-        printf("%lld,-,triad,stream-triad,%d,%.0f\n", (long long)v.len, plan.threads[t], triad_ns);
+        bench_timed group[2] = {{.fn = copy_kernel, .ctx = &v}, {.fn = triad_kernel, .ctx = &v}};
+        double ns[2];
+        bench_time_group(group, 2, &plan, CACHE_WARM, ns);
+        const double copy_ns = ns[0], triad_ns = ns[1];
+        printf("%lld,-,f64,copy,stream,%d,-,%.0f\n", (long long)v.len, plan.threads[t], copy_ns);
+        printf("%lld,-,f64,triad,stream,%d,-,%.0f\n", (long long)v.len, plan.threads[t], triad_ns);
         printf("# threads %d: copy %.1f GB/s, triad %.1f GB/s\n", plan.threads[t],
                16.0 * (double)v.len / copy_ns, 24.0 * (double)v.len / triad_ns);
         fflush(stdout);

@@ -1,5 +1,9 @@
 package dev.panamabn.bench;
 
+import java.lang.foreign.MemorySegment;
+import java.util.Arrays;
+import java.util.List;
+
 /** The float arrays a pure-Java BatchNorm works on, filled from the test data. */
 final class ArrayTensors {
 
@@ -36,6 +40,14 @@ final class ArrayTensors {
         runningVar = data.runningVar();
         saveMean = new double[c];
         saveInvstd = new double[c];
+    }
+
+    /** The arrays an op reads and writes (cold mode flushes them before each call). */
+    List<MemorySegment> touched(Op op) {
+        float[][] arrays = op.backward()
+                ? new float[][] {dy, x, dx, weight, dweight, dbias}
+                : new float[][] {x, y, weight, bias, runningMean, runningVar};
+        return Arrays.stream(arrays).map(MemorySegment::ofArray).toList();
     }
 
     Outputs outputs() {

@@ -1,5 +1,8 @@
 package dev.panamabn.bench;
 
+import java.lang.foreign.MemorySegment;
+import java.util.List;
+
 /** java-vector: {@link VectorBatchNorm} on float arrays, channels split over the threads. */
 final class VectorKernel implements Kernel {
 
@@ -29,12 +32,18 @@ final class VectorKernel implements Kernel {
             case BACKWARD -> () -> splitter.run(t.c, t.x.length, (c0, c1) ->
                     VectorBatchNorm.backwardTrain(t.dx, t.dweight, t.dbias, t.dy, t.x, t.weight,
                             t.saveMean, t.saveInvstd, t.n, t.c, t.s, scratch[c0], c0, c1));
+            default -> throw Kernel.unsupported("java-vector", op);
         };
     }
 
     @Override
     public Outputs outputs() {
         return t.outputs();
+    }
+
+    @Override
+    public List<MemorySegment> touched(Op op) {
+        return t.touched(op);
     }
 
     @Override

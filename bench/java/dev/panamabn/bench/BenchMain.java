@@ -1,6 +1,12 @@
 package dev.panamabn.bench;
 
+import dev.panamabn.Parallelism;
 import java.io.IOException;
+import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.Linker;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.SymbolLookup;
+import java.lang.foreign.ValueLayout;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -10,6 +16,8 @@ import java.util.Collection;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
+import java.util.TreeSet;
 import org.openjdk.jmh.infra.BenchmarkParams;
 import org.openjdk.jmh.profile.GCProfiler;
 import org.openjdk.jmh.results.BenchmarkResult;
@@ -27,37 +35,36 @@ import org.openjdk.jmh.runner.options.VerboseMode;
 
 /**
  * The Java side of scripts/bench.sh: runs {@link BatchNormBenchmark} through JMH and prints one
- * CSV row {@code shape,layout,op,impl,threads,median_ns} per case, like the suite's other peers.
- * First it checks every requested impl, op and thread count against the double-precision
- * reference ({@link KernelCheck}), printing a "# check" line each, and exits with status 1 and an
- * ERROR line, timing nothing, when any is wrong.
+ * CSV row {@code shape,layout,dtype,op,impl,threads,cache,median_ns} per case, like the suite's
+ * other peers. First it checks every requested impl, op and thread count against the
+ * double-precision reference ({@link KernelCheck}), printing a "# check" line each, and exits
+ * with status 1 and an ERROR line, timing nothing, when any is wrong. A combination an
+ * implementation lacks ({@link Kernel#supports}) gets a "# skipped:" line instead of a row, and
+ * so does the cold mode when the cache-flush library is missing.
  * median_ns is the median over all measurement iterations (of all forks) of JMH's average time
  * per call in that iteration. JMH's own log goes to stderr; lines starting with '#' are comments.
  * With --gc, the B/op lines are JMH's gc.alloc.rate.norm: all bytes the fork allocated during
  * measurement divided by the calls, so JMH's own per-iteration garbage shows up as a few hundred
  * B/op on shapes that take milliseconds per call; the tiny shapes show what a call allocates.
- * Last, when panama-batchnorm and both forward ops are timed, it times training against eval in
- * the same rounds of this JVM ({@link SameRounds}) and adds a '#' line per shape and thread count.
  */
 public final class BenchMain {
 
     private static final String USAGE = """
             usage: BenchMain [options]
               --shapes 32x64x56x56,1x8x4x4     shapes (NxCxHxW), default: the six of the suite
-              --ops forward_train,forward_eval,backward
+              --layouts nchw,nhwc --dtypes f32,bf16,f16 --caches warm,cold
+              --ops forward_train,forward_eval,backward,forward_train_relu,
+                    forward_train_add_relu,backward_relu,backward_add_relu
               --impls panama-batchnorm,panama-batchnorm-array,java-scalar,java-vector
               --threads 1,2                    native threads, or Java threads for java-vector
                                                (java-scalar always runs at 1)
               --warmup-iterations 3 --warmup-ms 1000 --iterations 5 --iteration-ms 1000
               --forks 1
-              --same-rounds 11 --same-round-ms 20
-                                               panama-batchnorm's forward_train against its
-                                               forward_eval in the same rounds of this JVM, as
-                                               a '#' line per shape and thread count (0: none)
               --gc                             add JMH's GC profiler, print B/op per case
               --out FILE                       write the rows to FILE instead of stdout
             Before timing, every impl, op and thread count is checked against the double-precision
-            reference; when one is wrong, nothing is timed and the exit status is 1.
+            reference; when one is wrong, nothing is timed and the exit status is 1. Cold mode
+            needs -Dbench.flush=<path of libbench_flush.so>.
             """;
 
     private BenchMain() {}
@@ -70,21 +77,70 @@ public final class BenchMain {
         }
         List<String> shapes = list(options, "shapes",
                 "32x64x56x56,256x512x7x7,64x256x14x14,8x32x112x112,128x16x32x32,1x8x4x4");
-        List<String> ops = list(options, "ops", "forward_train,forward_eval,backward");
-        List<String> impls = list(options, "impls",
-                "panama-batchnorm,panama-batchnorm-array,java-scalar,java-vector");
+        List<Op> ops = list(options, "ops", "forward_train,forward_eval,backward").stream()
+                .map(Op::of).toList();
+        List<TensorLayout> layouts = list(options, "layouts", "nchw").stream()
+                .map(TensorLayout::of).toList();
+        List<ElementType> types = list(options, "dtypes", "f32").stream()
+                .map(ElementType::of).toList();
+        List<String> caches = list(options, "caches", "warm");
+        List<String> impls = list(options, "impls", String.join(",", Kernel.IMPLS));
         List<String> threads = list(options, "threads", "1,2");
         shapes.forEach(Dims::parse);
-        ops.forEach(Op::of);
         threads.forEach(BenchMain::threadCount);
-        if (!checkAll(impls, ops, threads)) {
+        for (String cache : caches) {
+            if (!cache.equals("warm") && !cache.equals("cold")) {
+                throw new IllegalArgumentException("--caches: expected warm or cold, got '"
+                        + cache + "'");
+            }
+        }
+
+        List<String> comments = new ArrayList<>();
+        comments.add("# isa: " + libraryIsa());
+        List<String> methods = new ArrayList<>();
+        for (String cache : caches) {
+            if (cache.equals("cold") && !CacheFlush.available()) {
+                comments.add("# skipped: java cold: " + CacheFlush.unavailableReason());
+            } else {
+                methods.add(cache);
+            }
+        }
+        // per impl, layout and type: the ops it has; per impl, one skipped line for what it lacks
+        Map<String, List<Op>> plan = new LinkedHashMap<>();
+        for (String impl : impls) {
+            Set<String> lacks = new TreeSet<>();
+            int missing = 0;
+            for (TensorLayout layout : layouts) {
+                for (ElementType type : types) {
+                    List<Op> supported = new ArrayList<>();
+                    for (Op op : ops) {
+                        if (Kernel.supports(impl, op, layout, type)) {
+                            supported.add(op);
+                        } else {
+                            lacks.addAll(Kernel.lacks(op, layout, type));
+                            missing++;
+                        }
+                    }
+                    if (!supported.isEmpty()) {
+                        plan.put(String.join(",", impl, layout.label(), type.label()), supported);
+                    }
+                }
+            }
+            if (missing > 0) {
+                comments.add(String.format("# skipped: %s: %s (%d of %d asked combinations)", impl,
+                        Kernel.unsupportedReason(impl, lacks), missing,
+                        layouts.size() * types.size() * ops.size()));
+            }
+        }
+        comments.forEach(System.err::println);
+        if (!checkAll(plan, threads)) {
             System.exit(1);
         }
 
         ChainedOptionsBuilder common = new OptionsBuilder()
-                .include(BatchNormBenchmark.class.getName() + ".run$")
+                .include(BatchNormBenchmark.class.getName() + ".(" + String.join("|", methods)
+                        + ")$")
                 .param("shape", shapes.toArray(String[]::new))
-                .param("op", ops.toArray(String[]::new))
                 .warmupIterations(integer(options, "warmup-iterations", 3))
                 .warmupTime(TimeValue.milliseconds(integer(options, "warmup-ms", 1000)))
                 .measurementIterations(integer(options, "iterations", 5))
@@ -96,20 +152,26 @@ public final class BenchMain {
         Options base = common.build();
 
         List<String> rows = new ArrayList<>();
-        rows.add("shape,layout,op,impl,threads,median_ns");
+        rows.add("shape,layout,dtype,op,impl,threads,cache,median_ns");
+        rows.addAll(comments);
         List<String> allocations = new ArrayList<>();
-        for (int i = 0; i < impls.size(); i++) {
-            String impl = impls.get(i);
-            System.err.printf("# java: %s (%d of %d)%n", impl, i + 1, impls.size());
-            if (impl.equals("java-scalar")) {
-                System.err.println(
-                        "# java: java-scalar is single-threaded, timed at threads=1 only");
+        int run = 0;
+        for (Map.Entry<String, List<Op>> entry : plan.entrySet()) {
+            String[] key = entry.getKey().split(",");
+            String impl = key[0];
+            System.err.printf("# java: %s %s %s (%d of %d)%n", impl, key[1], key[2], ++run,
+                    plan.size());
+            if (methods.isEmpty()) {
+                break;
             }
             Collection<RunResult> results;
             try {
-                Options run = new OptionsBuilder().parent(base).param("impl", impl)
+                Options perImpl = new OptionsBuilder().parent(base).param("impl", impl)
+                        .param("layout", key[1]).param("dtype", key[2])
+                        .param("op", entry.getValue().stream().map(Op::label)
+                                .toArray(String[]::new))
                         .param("threads", threadsFor(impl, threads)).build();
-                results = new Runner(run,
+                results = new Runner(perImpl,
                         OutputFormatFactory.createFormatInstance(System.err, VerboseMode.NORMAL))
                         .run();
             } catch (RunnerException e) {
@@ -119,29 +181,18 @@ public final class BenchMain {
             }
             for (RunResult result : results) {
                 BenchmarkParams p = result.getParams();
-                String key = String.join(",", p.getParam("shape"), "nchw", p.getParam("op"),
-                        p.getParam("impl"), p.getParam("threads"));
-                rows.add(key + "," + Math.round(median(result)));
+                String method = p.getBenchmark().substring(p.getBenchmark().lastIndexOf('.') + 1);
+                String row = String.join(",", p.getParam("shape"), p.getParam("layout"),
+                        p.getParam("dtype"), p.getParam("op"), p.getParam("impl"),
+                        p.getParam("threads"), method);
+                rows.add(row + "," + Math.round(median(result)));
                 Result<?> alloc = result.getSecondaryResults().get("gc.alloc.rate.norm");
                 if (alloc != null) {
-                    allocations.add(String.format("# alloc %s: %.3f B/op", key, alloc.getScore()));
+                    allocations.add(String.format("# alloc %s: %.3f B/op", row, alloc.getScore()));
                 }
             }
         }
         rows.addAll(allocations);
-        int sameRounds = integer(options, "same-rounds", 11);
-        if (sameRounds > 0 && impls.contains("panama-batchnorm")
-                && ops.contains("forward_train") && ops.contains("forward_eval")) {
-            long roundNs = integer(options, "same-round-ms", 20) * 1_000_000L;
-            for (String shape : shapes) {
-                for (String t : threads) {
-                    SameRounds.Result result = SameRounds.measure(Dims.parse(shape),
-                            threadCount(t), Math.max(2, sameRounds / 4), sameRounds, roundNs);
-                    System.err.println("# java: " + result.line().substring(2));
-                    rows.add(result.line());
-                }
-            }
-        }
         String out = options.get("out");
         if (out == null) {
             rows.forEach(System.out::println);
@@ -151,21 +202,41 @@ public final class BenchMain {
     }
 
     /**
+     * The kernel set libbatchnorm chose on this CPU, as this JVM loaded it (its bn_isa), or
+     * "unknown" for a library without that function.
+     */
+    private static String libraryIsa() {
+        Parallelism.threads(); // loads the library
+        return SymbolLookup.loaderLookup().find("bn_isa").map(address -> {
+            try {
+                MemorySegment name = (MemorySegment) Linker.nativeLinker()
+                        .downcallHandle(address, FunctionDescriptor.of(ValueLayout.ADDRESS))
+                        .invokeExact();
+                return name.reinterpret(64).getString(0);
+            } catch (Throwable t) {
+                return "unknown";
+            }
+        }).orElse("unknown");
+    }
+
+    /**
      * Runs {@link KernelCheck} on every impl, op and thread count that is to be timed, printing a
      * "# check" line for each; false, after an ERROR line naming the failures, when any failed.
      */
-    private static boolean checkAll(List<String> impls, List<String> ops, List<String> threads) {
-        System.err.printf("# java: checking %d impls x %d ops against the double-precision "
-                + "reference on %s (tolerance %.0e of each output's largest magnitude)%n",
-                impls.size(), ops.size(), KernelCheck.SHAPES, KernelCheck.TOLERANCE);
+    private static boolean checkAll(Map<String, List<Op>> plan, List<String> threads) {
+        List<Op> ops = plan.values().stream().flatMap(List::stream).distinct().toList();
+        System.err.printf("# java: checking %d impl/layout/type combinations against the "
+                + "double-precision reference on %s (tolerance %.0e of each output's largest "
+                + "magnitude)%n", plan.size(), KernelCheck.SHAPES, KernelCheck.TOLERANCE);
         long start = System.nanoTime();
-        KernelCheck check = new KernelCheck(ops.stream().map(Op::of).toList());
+        KernelCheck check = new KernelCheck(ops);
         List<KernelCheck.Result> failed = new ArrayList<>();
         int count = 0;
-        for (String impl : impls) {
+        for (Map.Entry<String, List<Op>> entry : plan.entrySet()) {
+            String impl = entry.getKey().split(",")[0];
             for (String t : threadsFor(impl, threads)) {
-                for (String op : ops) {
-                    KernelCheck.Result result = check.check(impl, Op.of(op), threadCount(t));
+                for (Op op : entry.getValue()) {
+                    KernelCheck.Result result = check.check(impl, op, threadCount(t));
                     System.err.println(result.line());
                     count++;
                     if (!result.passed()) {
@@ -218,9 +289,9 @@ public final class BenchMain {
     /** "--key value" pairs and the flag "--gc"; null when the arguments are malformed. */
     private static Map<String, String> parse(String[] args) {
         Map<String, String> options = new LinkedHashMap<>();
-        List<String> known = List.of("shapes", "ops", "impls", "threads", "warmup-iterations",
-                "warmup-ms", "iterations", "iteration-ms", "forks", "same-rounds", "same-round-ms",
-                "out");
+        List<String> known = List.of("shapes", "ops", "layouts", "dtypes", "caches", "impls",
+                "threads", "warmup-iterations", "warmup-ms", "iterations", "iteration-ms",
+                "forks", "out");
         for (int i = 0; i < args.length; i++) {
             String key = args[i].startsWith("--") ? args[i].substring(2) : "";
             if (key.equals("gc")) {

@@ -1,6 +1,8 @@
 package dev.panamabn.bench;
 
 import dev.panamabn.reference.ScalarBatchNorm;
+import java.lang.foreign.MemorySegment;
+import java.util.List;
 
 /**
  * java-scalar: {@link ScalarBatchNorm}, the project's plain scalar Java. It works on whole
@@ -30,12 +32,18 @@ final class ScalarKernel implements Kernel {
                     t.runningMean, t.runningVar, t.n, t.c, t.s, TestData.EPS);
             case BACKWARD -> () -> ScalarBatchNorm.backwardTrain(t.dx, t.dweight, t.dbias, t.dy,
                     t.x, t.weight, t.saveMean, t.saveInvstd, t.n, t.c, t.s);
+            default -> throw Kernel.unsupported("java-scalar", op);
         };
     }
 
     @Override
     public Outputs outputs() {
         return t.outputs();
+    }
+
+    @Override
+    public List<MemorySegment> touched(Op op) {
+        return t.touched(op);
     }
 
     @Override

@@ -8,6 +8,8 @@ import dev.panamabn.Shape;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.util.List;
+import java.util.stream.Stream;
 
 /** panama-batchnorm: the public API on native memory segments. */
 final class PanamaKernel implements Kernel {
@@ -66,7 +68,17 @@ final class PanamaKernel implements Kernel {
                 yield () -> module.forward(x, shape, y);
             }
             case BACKWARD -> () -> module.backward(dy, x, shape, dx, RETAIN);
+            default -> throw Kernel.unsupported("panama-batchnorm", op);
         };
+    }
+
+    @Override
+    public List<MemorySegment> touched(Op op) {
+        List<MemorySegment> parameters = List.of(module.weight(), module.bias(),
+                module.runningMean(), module.runningVar());
+        List<MemorySegment> tensors = op.backward() ? List.of(dy, x, dx, module.weightGrad(),
+                module.biasGrad()) : List.of(x, y);
+        return Stream.concat(tensors.stream(), parameters.stream()).toList();
     }
 
     @Override

@@ -1,9 +1,12 @@
 package dev.panamabn.bench;
 
+import java.lang.foreign.MemorySegment;
+import java.util.List;
 import java.util.concurrent.TimeUnit;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
 import org.openjdk.jmh.annotations.Fork;
+import org.openjdk.jmh.annotations.Level;
 import org.openjdk.jmh.annotations.Measurement;
 import org.openjdk.jmh.annotations.Mode;
 import org.openjdk.jmh.annotations.OutputTimeUnit;
@@ -15,7 +18,10 @@ import org.openjdk.jmh.annotations.TearDown;
 import org.openjdk.jmh.annotations.Warmup;
 
 /**
- * One BatchNorm call of one implementation, shape, op and thread count per JMH run.
+ * One BatchNorm call of one implementation, shape, layout, element type, op and thread count per
+ * JMH run, in two cache modes: {@link #warm} calls it on the same tensors again and again;
+ * {@link #cold} flushes the memory the call touches from every cache level before each call
+ * ({@link CacheFlush}, outside the timed part), as the suite's other peers do.
  *
  * <p>threads is the native thread count (set through {@code Parallelism}) for panama-batchnorm,
  * and the number of platform threads the channels are split over for the pure-Java
@@ -35,6 +41,12 @@ public class BatchNormBenchmark {
             "1x8x4x4"})
     public String shape;
 
+    @Param({"nchw"})
+    public String layout;
+
+    @Param({"f32"})
+    public String dtype;
+
     @Param({"forward_train", "forward_eval", "backward"})
     public String op;
 
@@ -46,11 +58,14 @@ public class BatchNormBenchmark {
 
     private Kernel kernel;
     private Runnable call;
+    private List<MemorySegment> touched;
 
     @Setup
     public void setUp() {
-        kernel = Kernel.create(impl, TestData.timed(Dims.parse(shape)), threads);
+        kernel = Kernel.create(impl, TestData.timed(Dims.parse(shape)), threads,
+                TensorLayout.of(layout), ElementType.of(dtype));
         call = kernel.prepare(Op.of(op));
+        touched = kernel.touched(Op.of(op));
     }
 
     @TearDown
@@ -59,7 +74,22 @@ public class BatchNormBenchmark {
     }
 
     @Benchmark
-    public void run() {
+    public void warm() {
         call.run();
+    }
+
+    @Benchmark
+    public void cold(Flushed flushed) {
+        call.run();
+    }
+
+    /** Before every call of {@link #cold}: the call's memory flushed from the caches. */
+    @State(Scope.Thread)
+    public static class Flushed {
+
+        @Setup(Level.Invocation)
+        public void flush(BatchNormBenchmark benchmark) {
+            CacheFlush.flush(benchmark.touched);
+        }
     }
 }

@@ -4,6 +4,9 @@ import dev.panamabn.BackwardOption;
 import dev.panamabn.BatchNorm;
 import dev.panamabn.Parallelism;
 import dev.panamabn.Shape;
+import java.lang.foreign.MemorySegment;
+import java.util.List;
+import java.util.stream.Stream;
 
 /** panama-batchnorm-array: the public API's float[] overloads. */
 final class PanamaArrayKernel implements Kernel {
@@ -39,7 +42,19 @@ final class PanamaArrayKernel implements Kernel {
                 yield () -> module.forward(x, shape, y);
             }
             case BACKWARD -> () -> module.backward(dy, x, shape, dx, RETAIN);
+            default -> throw Kernel.unsupported("panama-batchnorm-array", op);
         };
+    }
+
+    @Override
+    public List<MemorySegment> touched(Op op) {
+        List<MemorySegment> parameters = List.of(module.weight(), module.bias(),
+                module.runningMean(), module.runningVar());
+        List<MemorySegment> tensors = op.backward()
+                ? List.of(MemorySegment.ofArray(dy), MemorySegment.ofArray(x),
+                        MemorySegment.ofArray(dx), module.weightGrad(), module.biasGrad())
+                : List.of(MemorySegment.ofArray(x), MemorySegment.ofArray(y));
+        return Stream.concat(tensors.stream(), parameters.stream()).toList();
     }
 
     @Override
