@@ -162,9 +162,14 @@ public final class BatchNorm implements AutoCloseable {
      *
      * @throws UnsatisfiedLinkError when the native library cannot be loaded (the message lists the
      *                              places tried)
+     * @throws UnsupportedOperationException for {@link BatchNormOptions.RunningVariance#BIASED}
      */
     public static BatchNorm create(BatchNormOptions options) {
         Objects.requireNonNull(options, "options");
+        if (options.runningVariance() != BatchNormOptions.RunningVariance.UNBIASED) {
+            throw new UnsupportedOperationException("the running-variance rule " + options.runningVariance()
+                    + " is not implemented by this BatchNorm (only UNBIASED, PyTorch's)");
+        }
         NativeLibrary.ensureLoaded();
         return new BatchNorm(options);
     }
