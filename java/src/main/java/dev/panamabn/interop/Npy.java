@@ -105,10 +105,7 @@ public final class Npy {
         byte[] header = NpyHeader.format(tensor.type(), tensor.shape());
         AtomicFile.write(file, channel -> {
             writeFully(channel, ByteBuffer.wrap(header));
-            MemorySegment data = tensor.data();
-            for (long off = 0; off < data.byteSize(); off += CHUNK) {
-                writeFully(channel, data.asSlice(off, Math.min(CHUNK, data.byteSize() - off)).asByteBuffer());
-            }
+            forEachChunk(tensor.data(), chunk -> writeFully(channel, chunk));
         });
     }
 
@@ -316,6 +313,31 @@ public final class Npy {
                         + " bytes, the entry ends after " + (off + got));
             }
             MemorySegment.copy(buffer, 0, data, ValueLayout.JAVA_BYTE, off, n);
+        }
+    }
+
+    @FunctionalInterface
+    interface ChunkSink {
+        void accept(ByteBuffer chunk) throws IOException;
+    }
+
+    /**
+     * Hands the bytes of {@code data} to {@code sink} in order: views of a native segment (at most
+     * 1 GiB each), copies of a heap one (a float[] segment has no byte buffer view).
+     */
+    static void forEachChunk(MemorySegment data, ChunkSink sink) throws IOException {
+        long size = data.byteSize();
+        if (data.isNative()) {
+            for (long off = 0; off < size; off += CHUNK) {
+                sink.accept(data.asSlice(off, Math.min(CHUNK, size - off)).asByteBuffer());
+            }
+            return;
+        }
+        byte[] buffer = new byte[(int) Math.min(1 << 16, Math.max(1, size))];
+        for (long off = 0; off < size; off += buffer.length) {
+            int n = (int) Math.min(buffer.length, size - off);
+            MemorySegment.copy(data, ValueLayout.JAVA_BYTE, off, buffer, 0, n);
+            sink.accept(ByteBuffer.wrap(buffer, 0, n));
         }
     }
 

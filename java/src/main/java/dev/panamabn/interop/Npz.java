@@ -5,7 +5,6 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
 import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
 import java.nio.channels.Channels;
 import java.nio.file.Path;
@@ -124,14 +123,10 @@ public final class Npz {
             entry.setMethod(ZipEntry.DEFLATED);
         } else {
             // Stored entries need their size and CRC before the data.
-            MemorySegment data = tensor.data();
             CRC32 crc = new CRC32();
             crc.update(header);
-            long chunk = 1L << 30;
-            for (long off = 0; off < data.byteSize(); off += chunk) {
-                crc.update(data.asSlice(off, Math.min(chunk, data.byteSize() - off)).asByteBuffer());
-            }
-            long size = header.length + data.byteSize();
+            Npy.forEachChunk(tensor.data(), crc::update);
+            long size = header.length + tensor.data().byteSize();
             entry.setMethod(ZipEntry.STORED);
             entry.setSize(size);
             entry.setCompressedSize(size);

@@ -156,12 +156,8 @@ public final class SafeTensors {
             ByteBuffer length = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(0, header.length);
             Npy.writeFully(channel, length);
             Npy.writeFully(channel, ByteBuffer.wrap(header));
-            long chunk = 1L << 30;
             for (Map.Entry<String, Tensor> e : order) {
-                MemorySegment data = e.getValue().data();
-                for (long off = 0; off < data.byteSize(); off += chunk) {
-                    Npy.writeFully(channel, data.asSlice(off, Math.min(chunk, data.byteSize() - off)).asByteBuffer());
-                }
+                Npy.forEachChunk(e.getValue().data(), chunk -> Npy.writeFully(channel, chunk));
             }
         });
     }
