@@ -213,6 +213,9 @@ public final class OnnxBatchNormalization {
         Objects.requireNonNull(y, "y");
         long c = shape.channels();
         long elements = shape.elementCount();
+        if (c > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("shape " + shape + " has more channels than a BatchNorm can have");
+        }
         checkFloats("X", x, elements, false);
         checkFloats("Y", y, elements, true);
         float[] s = channelFloats("scale", scale, c);

@@ -61,7 +61,7 @@ class InferenceFoldingTest {
             float[] y = new float[x.length];
             bn.forward(x, shape, y);
             for (int k = 0; k < x.length; k++) {
-                int ch = (int) (k / 5 % c);
+                int ch = k / 5 % c;
                 double viaAffine = a.scale()[ch] * (double) x[k] + a.shift()[ch];
                 assertEquals(y[k], viaAffine, 4 * U * (Math.abs(a.scale()[ch] * x[k]) + Math.abs(a.shift()[ch]) + 1),
                         "element " + k);

@@ -67,6 +67,7 @@ class NpyTest {
             Tensor empty = Npy.read(Fixtures.path("npy", "f4_le_0x3.npy"), arena);
             assertArrayEquals(new long[] {0, 3}, empty.shape());
             assertEquals(0, empty.data().byteSize());
+            assertArrayEquals(new long[] {0, 3}, Npy.map(Fixtures.path("npy", "f4_le_0x3.npy"), arena).shape());
         }
     }
 

@@ -73,7 +73,7 @@ class OnnxBatchNormalizationTest {
         float[] x = new float[(int) shape.elementCount()];
         double[] centre = {1234.567, -0.0371, 98765.4};
         for (int i = 0; i < x.length; i++) {
-            int ch = (int) (i / 35 % c);
+            int ch = i / 35 % c;
             x[i] = (float) (centre[ch] + r.nextGaussian() * (ch + 0.3));
         }
         float[] scale = {0.7f, 1.3f, -0.4f};
