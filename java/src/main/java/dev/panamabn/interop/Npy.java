@@ -59,8 +59,7 @@ public final class Npy {
         Objects.requireNonNull(arena, "arena");
         try (FileChannel channel = FileChannel.open(file, StandardOpenOption.READ)) {
             String source = file.toString();
-            NpyHeader header = readHeader(buffer -> readFully(channel, buffer, source), source);
-            checkFileSize(header, channel.size(), source);
+            NpyHeader header = readHeader(channel, source);
             return decode(header, arena, raw -> readFully(channel, raw, header.dataOffset(), source));
         }
     }
@@ -78,8 +77,7 @@ public final class Npy {
         Objects.requireNonNull(arena, "arena");
         try (FileChannel channel = FileChannel.open(file, StandardOpenOption.READ)) {
             String source = file.toString();
-            NpyHeader header = readHeader(buffer -> readFully(channel, buffer, source), source);
-            checkFileSize(header, channel.size(), source);
+            NpyHeader header = readHeader(channel, source);
             if (header.order() != ByteOrder.nativeOrder()) {
                 throw new TensorFormatException(source + ": the data is " + header.order()
                         + ", not the platform's byte order: Npy.read converts it, Npy.map cannot");
@@ -148,6 +146,13 @@ public final class Npy {
     @FunctionalInterface
     private interface DataInput {
         void readInto(MemorySegment raw) throws IOException;
+    }
+
+    /** The header of a file whose size must be exactly the header and the data. */
+    private static NpyHeader readHeader(FileChannel channel, String source) throws IOException {
+        NpyHeader header = readHeader(buffer -> readFully(channel, buffer, source), source);
+        checkFileSize(header, channel.size(), source);
+        return header;
     }
 
     private static NpyHeader readHeader(HeaderInput input, String source) throws IOException {

@@ -7,6 +7,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 
+import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.fail;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
@@ -49,6 +50,22 @@ final class Fixtures {
 
     /** The outcome of a Python run: its exit code and its output (stdout and stderr). */
     record Run(int exitCode, String output) {
+    }
+
+    /**
+     * Runs a NumPy check script with {@code args}; it must print {@code ok}. Skips the test when
+     * python3 or numpy is missing.
+     */
+    static void assertNumpyCheckPasses(String test, String script, String... args)
+            throws IOException, InterruptedException {
+        String[] command = new String[args.length + 2];
+        command[0] = "-c";
+        command[1] = script;
+        System.arraycopy(args, 0, command, 2, args.length);
+        Run run = python(test, command);
+        skipIf(run.output().contains("No module named 'numpy'"), test, "numpy is not importable by " + PYTHON);
+        assertEquals(0, run.exitCode(), run.output());
+        assertEquals("ok", run.output());
     }
 
     /** Runs {@code python3 args...}; skips the test when python3 is missing. */
