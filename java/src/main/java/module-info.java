@@ -5,4 +5,7 @@
  */
 module dev.panamabn {
     exports dev.panamabn;
+    exports dev.panamabn.interop;
+
+    requires tools.jackson.core;
 }

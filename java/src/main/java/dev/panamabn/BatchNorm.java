@@ -162,6 +162,7 @@ public final class BatchNorm implements AutoCloseable {
      *                          error, not an {@code IllegalArgumentException}, because the same
      *                          count fits on a larger machine. Also when an allocation fails: then
      *                          whatever was allocated is freed before the error is thrown
+     * @throws UnsupportedOperationException for {@link BatchNormOptions.RunningVariance#BIASED}
      */
     public static BatchNorm create(BatchNormOptions options) {
         return create(options, Arena::ofShared);
@@ -170,6 +171,10 @@ public final class BatchNorm implements AutoCloseable {
     /** {@link #create(BatchNormOptions)} with the module's arena from {@code arenas}: tests inject failures. */
     static BatchNorm create(BatchNormOptions options, Supplier<Arena> arenas) {
         Objects.requireNonNull(options, "options");
+        if (options.runningVariance() != BatchNormOptions.RunningVariance.UNBIASED) {
+            throw new UnsupportedOperationException("the running-variance rule " + options.runningVariance()
+                    + " is not implemented by this BatchNorm (only UNBIASED, PyTorch's)");
+        }
         NativeLibrary.ensureLoaded();
         ModuleMemory.checkFits(options);
         ModuleMemory memory = ModuleMemory.allocate(arenas.get(), options);

@@ -10,7 +10,19 @@ import java.util.OptionalDouble;
  * <pre>{@code
  * var options = BatchNormOptions.of(64).withMomentum(0.01);
  * var cumulative = BatchNormOptions.of(64).withCumulativeAverage();   // momentum=None
+ * var ported = BatchNormOptions.of(64).withMomentumOfRunning(0.9);   // a 0.9 from ONNX or Keras: 0.1 here
+ * var onnx = BatchNormOptions.onnx(64);   // ONNX's conventions: momentum 0.9 of the running value, biased variance
  * }</pre>
+ *
+ * <p>Libraries disagree on two conventions of the running statistics, and a model ported with
+ * the wrong one trains differently without any error:
+ * <ul>
+ *   <li>Momentum: PyTorch's weights the <em>batch</em> value ({@link #withMomentumOfBatch}, 0.1 by
+ *       default); ONNX, TensorFlow/Keras, DL4J, oneDNN and DJL weight the <em>running</em> value
+ *       ({@link #withMomentumOfRunning}, their 0.9 is PyTorch's 0.1). The record stores PyTorch's.</li>
+ *   <li>Running variance: PyTorch stores the unbiased batch variance, ONNX, oneDNN and DL4J the
+ *       biased one ({@link RunningVariance}).</li>
+ * </ul>
  *
  * @param numFeatures the channel count C, dimension 1 of every input; at least 1
  * @param eps added to the variance before the square root; finite and {@code >= 0}
@@ -22,9 +34,18 @@ import java.util.OptionalDouble;
  * @param affine whether the module has a learnable per-channel weight (gamma) and bias (beta)
  * @param trackRunningStats whether the module keeps running statistics; when false it normalises
  *                          with the batch statistics in eval mode too
+ * @param runningVariance which batch variance the running variance moves towards
  */
 public record BatchNormOptions(int numFeatures, double eps, OptionalDouble momentum, boolean affine,
-                               boolean trackRunningStats) {
+                               boolean trackRunningStats, RunningVariance runningVariance) {
+
+    /** The batch variance that training moves the running variance towards. */
+    public enum RunningVariance {
+        /** PyTorch's: the unbiased {@code var * M / (M - 1)} of the M values per channel. */
+        UNBIASED,
+        /** ONNX's, oneDNN's and DL4J's: the biased {@code var} that normalised the batch. */
+        BIASED
+    }
 
     /** PyTorch's default eps. */
     public static final double DEFAULT_EPS = 1e-5;
@@ -35,10 +56,11 @@ public record BatchNormOptions(int numFeatures, double eps, OptionalDouble momen
      * Checks every component.
      *
      * @throws IllegalArgumentException when a value is out of range (the message names it)
-     * @throws NullPointerException when momentum is null
+     * @throws NullPointerException when momentum or runningVariance is null
      */
     public BatchNormOptions {
         Objects.requireNonNull(momentum, "momentum (use OptionalDouble.empty() for the cumulative average)");
+        Objects.requireNonNull(runningVariance, "runningVariance");
         if (numFeatures < 1) {
             throw new IllegalArgumentException("numFeatures must be >= 1, got " + numFeatures);
         }
@@ -54,7 +76,22 @@ public record BatchNormOptions(int numFeatures, double eps, OptionalDouble momen
     }
 
     /**
-     * PyTorch's defaults: eps 1e-5, momentum 0.1, affine, tracking running statistics.
+     * PyTorch's conventions with the running variance unbiased.
+     *
+     * @param numFeatures the channel count C, at least 1
+     * @param eps added to the variance before the square root
+     * @param momentum the weight of the new batch statistic, or empty for the cumulative average
+     * @param affine whether the module has a weight and a bias
+     * @param trackRunningStats whether the module keeps running statistics
+     */
+    public BatchNormOptions(int numFeatures, double eps, OptionalDouble momentum, boolean affine,
+                            boolean trackRunningStats) {
+        this(numFeatures, eps, momentum, affine, trackRunningStats, RunningVariance.UNBIASED);
+    }
+
+    /**
+     * PyTorch's defaults: eps 1e-5, momentum 0.1, affine, tracking running statistics, unbiased
+     * running variance.
      *
      * @param numFeatures the channel count C, at least 1
      * @return the options
@@ -64,23 +101,62 @@ public record BatchNormOptions(int numFeatures, double eps, OptionalDouble momen
     }
 
     /**
+     * ONNX's {@code BatchNormalization} defaults and conventions: epsilon 1e-5, momentum 0.9 of the
+     * running value (0.1 of the batch value), affine, tracking running statistics, biased running
+     * variance.
+     *
+     * @param numFeatures the channel count C, at least 1
+     * @return the options
+     */
+    public static BatchNormOptions onnx(int numFeatures) {
+        return of(numFeatures).withMomentumOfRunning(0.9).withRunningVariance(RunningVariance.BIASED);
+    }
+
+    /**
      * A copy with another eps.
      *
      * @param eps added to the variance before the square root; finite and {@code >= 0}
      * @return the new options
      */
     public BatchNormOptions withEps(double eps) {
-        return new BatchNormOptions(numFeatures, eps, momentum, affine, trackRunningStats);
+        return new BatchNormOptions(numFeatures, eps, momentum, affine, trackRunningStats, runningVariance);
     }
 
     /**
-     * A copy with another momentum.
+     * PyTorch's {@code momentum}, the weight of the batch value: same as {@link #withMomentumOfBatch}.
      *
      * @param momentum the weight of the new batch statistic, in {@code [0, 1]}
      * @return the new options
      */
     public BatchNormOptions withMomentum(double momentum) {
-        return new BatchNormOptions(numFeatures, eps, OptionalDouble.of(momentum), affine, trackRunningStats);
+        return withMomentumOfBatch(momentum);
+    }
+
+    /**
+     * Momentum as PyTorch counts it: {@code running = (1 - m) * running + m * batch}, 0.1 by default.
+     *
+     * @param m the weight of the batch value
+     * @return the new options
+     * @throws IllegalArgumentException when m is outside [0, 1]
+     */
+    public BatchNormOptions withMomentumOfBatch(double m) {
+        return new BatchNormOptions(numFeatures, eps, OptionalDouble.of(m), affine, trackRunningStats, runningVariance);
+    }
+
+    /**
+     * Momentum as ONNX, TensorFlow/Keras, DL4J, oneDNN and DJL count it:
+     * {@code running = m * running + (1 - m) * batch}; their 0.9 is PyTorch's 0.1. Stored as
+     * PyTorch's {@code 1 - m}.
+     *
+     * @param m the weight of the running value
+     * @return the new options
+     * @throws IllegalArgumentException when m is outside [0, 1]
+     */
+    public BatchNormOptions withMomentumOfRunning(double m) {
+        if (!(m >= 0 && m <= 1)) {
+            throw new IllegalArgumentException("momentum of the running value must be in [0, 1], got " + m);
+        }
+        return withMomentumOfBatch(1 - m);
     }
 
     /**
@@ -90,7 +166,7 @@ public record BatchNormOptions(int numFeatures, double eps, OptionalDouble momen
      * @return the new options
      */
     public BatchNormOptions withCumulativeAverage() {
-        return new BatchNormOptions(numFeatures, eps, OptionalDouble.empty(), affine, trackRunningStats);
+        return new BatchNormOptions(numFeatures, eps, OptionalDouble.empty(), affine, trackRunningStats, runningVariance);
     }
 
     /**
@@ -100,7 +176,7 @@ public record BatchNormOptions(int numFeatures, double eps, OptionalDouble momen
      * @return the new options
      */
     public BatchNormOptions withAffine(boolean affine) {
-        return new BatchNormOptions(numFeatures, eps, momentum, affine, trackRunningStats);
+        return new BatchNormOptions(numFeatures, eps, momentum, affine, trackRunningStats, runningVariance);
     }
 
     /**
@@ -110,6 +186,16 @@ public record BatchNormOptions(int numFeatures, double eps, OptionalDouble momen
      * @return the new options
      */
     public BatchNormOptions withTrackRunningStats(boolean trackRunningStats) {
-        return new BatchNormOptions(numFeatures, eps, momentum, affine, trackRunningStats);
+        return new BatchNormOptions(numFeatures, eps, momentum, affine, trackRunningStats, runningVariance);
+    }
+
+    /**
+     * A copy with another running-variance rule.
+     *
+     * @param runningVariance which batch variance the running variance moves towards
+     * @return the new options
+     */
+    public BatchNormOptions withRunningVariance(RunningVariance runningVariance) {
+        return new BatchNormOptions(numFeatures, eps, momentum, affine, trackRunningStats, runningVariance);
     }
 }
