@@ -141,7 +141,7 @@ static void values(void) {
         EXPECT(BN_ERR_BAD_FACTOR, ftrain(y, rm, rv, x, 2, C, 4, BN_LAYOUT_NCS, 1e-5, bad_factor[i]));
         EXPECT(BN_ERR_BAD_FACTOR, ftrain(y, NULL, NULL, x, 2, C, 4, BN_LAYOUT_NCS, 1e-5, bad_factor[i]));
     }
-    static const int32_t bad_layout[] = {BN_LAYOUT_NSC, -1, 2, 1000};
+    static const int32_t bad_layout[] = {-1, 2, 1000};
     for (size_t i = 0; i < sizeof bad_layout / sizeof bad_layout[0]; i++) {
         int32_t l = bad_layout[i], E = BN_ERR_UNSUPPORTED_LAYOUT;
         EXPECT(E, ftrain(y, rm, rv, x, 2, C, 4, l, 1e-5, 0.1));
