@@ -2,7 +2,7 @@
 #include <stdatomic.h>
 
 #include "batchnorm.h"
-#include "bn_internal.h"
+#include "bn.h"
 
 /*
  * The largest thread count bn_set_num_threads accepts (documented in batchnorm.h). libgomp exits

@@ -1,7 +1,8 @@
 #include <math.h>
+#include <stddef.h>
 
 #include "batchnorm.h"
-#include "bn_internal.h"
+#include "bn.h"
 
 static int fits(int64_t a, int64_t b) {
     int64_t r;
@@ -23,7 +24,7 @@ int32_t bn_check_shape(int64_t n, int64_t c, int64_t s, int32_t layout) {
         return BN_ERR_SIZE_OVERFLOW;
     if (!fits(c, (int64_t)sizeof(double)))
         return BN_ERR_SIZE_OVERFLOW;
-    if (layout != BN_LAYOUT_NCS)
+    if (layout != BN_LAYOUT_NCS && layout != BN_LAYOUT_NSC)
         return BN_ERR_UNSUPPORTED_LAYOUT;
     return BN_OK;
 }
@@ -34,4 +35,18 @@ int32_t bn_check_eps(double eps) {
 
 int32_t bn_check_factor(double factor) {
     return (factor >= 0.0 && factor <= 1.0) ? BN_OK : BN_ERR_BAD_FACTOR;
+}
+
+int32_t bn_check_type(int32_t dtype, int32_t act, const void *z) {
+    if (dtype != BN_F32 && dtype != BN_BF16 && dtype != BN_F16)
+        return BN_ERR_UNSUPPORTED_DTYPE;
+    if (act != BN_ACT_NONE && act != BN_ACT_RELU && act != BN_ACT_ADD_RELU)
+        return BN_ERR_BAD_ACTIVATION;
+    if (act == BN_ACT_ADD_RELU && z == NULL)
+        return BN_ERR_BAD_ACTIVATION;
+    return BN_OK;
+}
+
+int32_t bn_check_flags(int32_t flags) {
+    return (flags & ~BN_RUNNING_VAR_BIASED) == 0 ? BN_OK : BN_ERR_BAD_FLAGS;
 }

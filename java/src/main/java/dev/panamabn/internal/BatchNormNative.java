@@ -83,6 +83,671 @@ public class BatchNormNative extends BatchNormNative$shared {
         }
     }
 
+    private static class bn_forward_train {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            BatchNormNative.C_INT,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_LONG,
+            BatchNormNative.C_LONG,
+            BatchNormNative.C_LONG,
+            BatchNormNative.C_INT,
+            BatchNormNative.C_INT,
+            BatchNormNative.C_INT,
+            BatchNormNative.C_DOUBLE,
+            BatchNormNative.C_DOUBLE,
+            BatchNormNative.C_INT
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("bn_forward_train");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * int32_t bn_forward_train(void *y, double *save_mean, double *save_invstd, float *running_mean, float *running_var, const void *x, const void *z, const float *weight, const float *bias, int64_t n, int64_t c, int64_t s, int32_t layout, int32_t dtype, int32_t act, double eps, double factor, int32_t flags)
+     * }
+     */
+    public static FunctionDescriptor bn_forward_train$descriptor() {
+        return bn_forward_train.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * int32_t bn_forward_train(void *y, double *save_mean, double *save_invstd, float *running_mean, float *running_var, const void *x, const void *z, const float *weight, const float *bias, int64_t n, int64_t c, int64_t s, int32_t layout, int32_t dtype, int32_t act, double eps, double factor, int32_t flags)
+     * }
+     */
+    public static MethodHandle bn_forward_train$handle() {
+        return bn_forward_train.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * int32_t bn_forward_train(void *y, double *save_mean, double *save_invstd, float *running_mean, float *running_var, const void *x, const void *z, const float *weight, const float *bias, int64_t n, int64_t c, int64_t s, int32_t layout, int32_t dtype, int32_t act, double eps, double factor, int32_t flags)
+     * }
+     */
+    public static MemorySegment bn_forward_train$address() {
+        return bn_forward_train.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * int32_t bn_forward_train(void *y, double *save_mean, double *save_invstd, float *running_mean, float *running_var, const void *x, const void *z, const float *weight, const float *bias, int64_t n, int64_t c, int64_t s, int32_t layout, int32_t dtype, int32_t act, double eps, double factor, int32_t flags)
+     * }
+     */
+    public static int bn_forward_train(MemorySegment y, MemorySegment save_mean, MemorySegment save_invstd, MemorySegment running_mean, MemorySegment running_var, MemorySegment x, MemorySegment z, MemorySegment weight, MemorySegment bias, long n, long c, long s, int layout, int dtype, int act, double eps, double factor, int flags) {
+        var mh$ = bn_forward_train.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("bn_forward_train", y, save_mean, save_invstd, running_mean, running_var, x, z, weight, bias, n, c, s, layout, dtype, act, eps, factor, flags);
+            }
+            return (int)mh$.invokeExact(y, save_mean, save_invstd, running_mean, running_var, x, z, weight, bias, n, c, s, layout, dtype, act, eps, factor, flags);
+        } catch (Error | RuntimeException ex) {
+            throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class bn_forward_eval {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            BatchNormNative.C_INT,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_LONG,
+            BatchNormNative.C_LONG,
+            BatchNormNative.C_LONG,
+            BatchNormNative.C_INT,
+            BatchNormNative.C_INT,
+            BatchNormNative.C_INT,
+            BatchNormNative.C_DOUBLE
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("bn_forward_eval");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * int32_t bn_forward_eval(void *y, const void *x, const void *z, const float *weight, const float *bias, const float *running_mean, const float *running_var, int64_t n, int64_t c, int64_t s, int32_t layout, int32_t dtype, int32_t act, double eps)
+     * }
+     */
+    public static FunctionDescriptor bn_forward_eval$descriptor() {
+        return bn_forward_eval.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * int32_t bn_forward_eval(void *y, const void *x, const void *z, const float *weight, const float *bias, const float *running_mean, const float *running_var, int64_t n, int64_t c, int64_t s, int32_t layout, int32_t dtype, int32_t act, double eps)
+     * }
+     */
+    public static MethodHandle bn_forward_eval$handle() {
+        return bn_forward_eval.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * int32_t bn_forward_eval(void *y, const void *x, const void *z, const float *weight, const float *bias, const float *running_mean, const float *running_var, int64_t n, int64_t c, int64_t s, int32_t layout, int32_t dtype, int32_t act, double eps)
+     * }
+     */
+    public static MemorySegment bn_forward_eval$address() {
+        return bn_forward_eval.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * int32_t bn_forward_eval(void *y, const void *x, const void *z, const float *weight, const float *bias, const float *running_mean, const float *running_var, int64_t n, int64_t c, int64_t s, int32_t layout, int32_t dtype, int32_t act, double eps)
+     * }
+     */
+    public static int bn_forward_eval(MemorySegment y, MemorySegment x, MemorySegment z, MemorySegment weight, MemorySegment bias, MemorySegment running_mean, MemorySegment running_var, long n, long c, long s, int layout, int dtype, int act, double eps) {
+        var mh$ = bn_forward_eval.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("bn_forward_eval", y, x, z, weight, bias, running_mean, running_var, n, c, s, layout, dtype, act, eps);
+            }
+            return (int)mh$.invokeExact(y, x, z, weight, bias, running_mean, running_var, n, c, s, layout, dtype, act, eps);
+        } catch (Error | RuntimeException ex) {
+            throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class bn_backward_train {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            BatchNormNative.C_INT,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_LONG,
+            BatchNormNative.C_LONG,
+            BatchNormNative.C_LONG,
+            BatchNormNative.C_INT,
+            BatchNormNative.C_INT,
+            BatchNormNative.C_INT
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("bn_backward_train");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * int32_t bn_backward_train(void *dx, void *dz, float *dweight, float *dbias, const void *dy, const void *y, const void *x, const float *weight, const double *save_mean, const double *save_invstd, int64_t n, int64_t c, int64_t s, int32_t layout, int32_t dtype, int32_t act)
+     * }
+     */
+    public static FunctionDescriptor bn_backward_train$descriptor() {
+        return bn_backward_train.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * int32_t bn_backward_train(void *dx, void *dz, float *dweight, float *dbias, const void *dy, const void *y, const void *x, const float *weight, const double *save_mean, const double *save_invstd, int64_t n, int64_t c, int64_t s, int32_t layout, int32_t dtype, int32_t act)
+     * }
+     */
+    public static MethodHandle bn_backward_train$handle() {
+        return bn_backward_train.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * int32_t bn_backward_train(void *dx, void *dz, float *dweight, float *dbias, const void *dy, const void *y, const void *x, const float *weight, const double *save_mean, const double *save_invstd, int64_t n, int64_t c, int64_t s, int32_t layout, int32_t dtype, int32_t act)
+     * }
+     */
+    public static MemorySegment bn_backward_train$address() {
+        return bn_backward_train.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * int32_t bn_backward_train(void *dx, void *dz, float *dweight, float *dbias, const void *dy, const void *y, const void *x, const float *weight, const double *save_mean, const double *save_invstd, int64_t n, int64_t c, int64_t s, int32_t layout, int32_t dtype, int32_t act)
+     * }
+     */
+    public static int bn_backward_train(MemorySegment dx, MemorySegment dz, MemorySegment dweight, MemorySegment dbias, MemorySegment dy, MemorySegment y, MemorySegment x, MemorySegment weight, MemorySegment save_mean, MemorySegment save_invstd, long n, long c, long s, int layout, int dtype, int act) {
+        var mh$ = bn_backward_train.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("bn_backward_train", dx, dz, dweight, dbias, dy, y, x, weight, save_mean, save_invstd, n, c, s, layout, dtype, act);
+            }
+            return (int)mh$.invokeExact(dx, dz, dweight, dbias, dy, y, x, weight, save_mean, save_invstd, n, c, s, layout, dtype, act);
+        } catch (Error | RuntimeException ex) {
+            throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class bn_backward_eval {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            BatchNormNative.C_INT,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_LONG,
+            BatchNormNative.C_LONG,
+            BatchNormNative.C_LONG,
+            BatchNormNative.C_INT,
+            BatchNormNative.C_INT,
+            BatchNormNative.C_INT,
+            BatchNormNative.C_DOUBLE
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("bn_backward_eval");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * int32_t bn_backward_eval(void *dx, void *dz, float *dweight, float *dbias, const void *dy, const void *y, const void *x, const float *weight, const float *running_mean, const float *running_var, int64_t n, int64_t c, int64_t s, int32_t layout, int32_t dtype, int32_t act, double eps)
+     * }
+     */
+    public static FunctionDescriptor bn_backward_eval$descriptor() {
+        return bn_backward_eval.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * int32_t bn_backward_eval(void *dx, void *dz, float *dweight, float *dbias, const void *dy, const void *y, const void *x, const float *weight, const float *running_mean, const float *running_var, int64_t n, int64_t c, int64_t s, int32_t layout, int32_t dtype, int32_t act, double eps)
+     * }
+     */
+    public static MethodHandle bn_backward_eval$handle() {
+        return bn_backward_eval.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * int32_t bn_backward_eval(void *dx, void *dz, float *dweight, float *dbias, const void *dy, const void *y, const void *x, const float *weight, const float *running_mean, const float *running_var, int64_t n, int64_t c, int64_t s, int32_t layout, int32_t dtype, int32_t act, double eps)
+     * }
+     */
+    public static MemorySegment bn_backward_eval$address() {
+        return bn_backward_eval.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * int32_t bn_backward_eval(void *dx, void *dz, float *dweight, float *dbias, const void *dy, const void *y, const void *x, const float *weight, const float *running_mean, const float *running_var, int64_t n, int64_t c, int64_t s, int32_t layout, int32_t dtype, int32_t act, double eps)
+     * }
+     */
+    public static int bn_backward_eval(MemorySegment dx, MemorySegment dz, MemorySegment dweight, MemorySegment dbias, MemorySegment dy, MemorySegment y, MemorySegment x, MemorySegment weight, MemorySegment running_mean, MemorySegment running_var, long n, long c, long s, int layout, int dtype, int act, double eps) {
+        var mh$ = bn_backward_eval.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("bn_backward_eval", dx, dz, dweight, dbias, dy, y, x, weight, running_mean, running_var, n, c, s, layout, dtype, act, eps);
+            }
+            return (int)mh$.invokeExact(dx, dz, dweight, dbias, dy, y, x, weight, running_mean, running_var, n, c, s, layout, dtype, act, eps);
+        } catch (Error | RuntimeException ex) {
+            throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class bn_stats {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            BatchNormNative.C_INT,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_LONG,
+            BatchNormNative.C_LONG,
+            BatchNormNative.C_LONG,
+            BatchNormNative.C_INT,
+            BatchNormNative.C_INT
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("bn_stats");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * int32_t bn_stats(double *mean, double *m2, const void *x, int64_t n, int64_t c, int64_t s, int32_t layout, int32_t dtype)
+     * }
+     */
+    public static FunctionDescriptor bn_stats$descriptor() {
+        return bn_stats.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * int32_t bn_stats(double *mean, double *m2, const void *x, int64_t n, int64_t c, int64_t s, int32_t layout, int32_t dtype)
+     * }
+     */
+    public static MethodHandle bn_stats$handle() {
+        return bn_stats.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * int32_t bn_stats(double *mean, double *m2, const void *x, int64_t n, int64_t c, int64_t s, int32_t layout, int32_t dtype)
+     * }
+     */
+    public static MemorySegment bn_stats$address() {
+        return bn_stats.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * int32_t bn_stats(double *mean, double *m2, const void *x, int64_t n, int64_t c, int64_t s, int32_t layout, int32_t dtype)
+     * }
+     */
+    public static int bn_stats(MemorySegment mean, MemorySegment m2, MemorySegment x, long n, long c, long s, int layout, int dtype) {
+        var mh$ = bn_stats.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("bn_stats", mean, m2, x, n, c, s, layout, dtype);
+            }
+            return (int)mh$.invokeExact(mean, m2, x, n, c, s, layout, dtype);
+        } catch (Error | RuntimeException ex) {
+            throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class bn_merge_stats {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            BatchNormNative.C_INT,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_LONG,
+            BatchNormNative.C_LONG
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("bn_merge_stats");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * int32_t bn_merge_stats(int64_t *count, double *mean, double *m2, const int64_t *counts, const double *means, const double *m2s, int64_t k, int64_t c)
+     * }
+     */
+    public static FunctionDescriptor bn_merge_stats$descriptor() {
+        return bn_merge_stats.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * int32_t bn_merge_stats(int64_t *count, double *mean, double *m2, const int64_t *counts, const double *means, const double *m2s, int64_t k, int64_t c)
+     * }
+     */
+    public static MethodHandle bn_merge_stats$handle() {
+        return bn_merge_stats.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * int32_t bn_merge_stats(int64_t *count, double *mean, double *m2, const int64_t *counts, const double *means, const double *m2s, int64_t k, int64_t c)
+     * }
+     */
+    public static MemorySegment bn_merge_stats$address() {
+        return bn_merge_stats.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * int32_t bn_merge_stats(int64_t *count, double *mean, double *m2, const int64_t *counts, const double *means, const double *m2s, int64_t k, int64_t c)
+     * }
+     */
+    public static int bn_merge_stats(MemorySegment count, MemorySegment mean, MemorySegment m2, MemorySegment counts, MemorySegment means, MemorySegment m2s, long k, long c) {
+        var mh$ = bn_merge_stats.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("bn_merge_stats", count, mean, m2, counts, means, m2s, k, c);
+            }
+            return (int)mh$.invokeExact(count, mean, m2, counts, means, m2s, k, c);
+        } catch (Error | RuntimeException ex) {
+            throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class bn_forward_from_stats {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            BatchNormNative.C_INT,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_LONG,
+            BatchNormNative.C_LONG,
+            BatchNormNative.C_LONG,
+            BatchNormNative.C_LONG,
+            BatchNormNative.C_INT,
+            BatchNormNative.C_INT,
+            BatchNormNative.C_INT,
+            BatchNormNative.C_DOUBLE,
+            BatchNormNative.C_DOUBLE,
+            BatchNormNative.C_INT
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("bn_forward_from_stats");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * int32_t bn_forward_from_stats(void *y, double *save_mean, double *save_invstd, float *running_mean, float *running_var, const void *x, const void *z, const float *weight, const float *bias, const double *mean, const double *m2, int64_t count, int64_t n, int64_t c, int64_t s, int32_t layout, int32_t dtype, int32_t act, double eps, double factor, int32_t flags)
+     * }
+     */
+    public static FunctionDescriptor bn_forward_from_stats$descriptor() {
+        return bn_forward_from_stats.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * int32_t bn_forward_from_stats(void *y, double *save_mean, double *save_invstd, float *running_mean, float *running_var, const void *x, const void *z, const float *weight, const float *bias, const double *mean, const double *m2, int64_t count, int64_t n, int64_t c, int64_t s, int32_t layout, int32_t dtype, int32_t act, double eps, double factor, int32_t flags)
+     * }
+     */
+    public static MethodHandle bn_forward_from_stats$handle() {
+        return bn_forward_from_stats.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * int32_t bn_forward_from_stats(void *y, double *save_mean, double *save_invstd, float *running_mean, float *running_var, const void *x, const void *z, const float *weight, const float *bias, const double *mean, const double *m2, int64_t count, int64_t n, int64_t c, int64_t s, int32_t layout, int32_t dtype, int32_t act, double eps, double factor, int32_t flags)
+     * }
+     */
+    public static MemorySegment bn_forward_from_stats$address() {
+        return bn_forward_from_stats.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * int32_t bn_forward_from_stats(void *y, double *save_mean, double *save_invstd, float *running_mean, float *running_var, const void *x, const void *z, const float *weight, const float *bias, const double *mean, const double *m2, int64_t count, int64_t n, int64_t c, int64_t s, int32_t layout, int32_t dtype, int32_t act, double eps, double factor, int32_t flags)
+     * }
+     */
+    public static int bn_forward_from_stats(MemorySegment y, MemorySegment save_mean, MemorySegment save_invstd, MemorySegment running_mean, MemorySegment running_var, MemorySegment x, MemorySegment z, MemorySegment weight, MemorySegment bias, MemorySegment mean, MemorySegment m2, long count, long n, long c, long s, int layout, int dtype, int act, double eps, double factor, int flags) {
+        var mh$ = bn_forward_from_stats.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("bn_forward_from_stats", y, save_mean, save_invstd, running_mean, running_var, x, z, weight, bias, mean, m2, count, n, c, s, layout, dtype, act, eps, factor, flags);
+            }
+            return (int)mh$.invokeExact(y, save_mean, save_invstd, running_mean, running_var, x, z, weight, bias, mean, m2, count, n, c, s, layout, dtype, act, eps, factor, flags);
+        } catch (Error | RuntimeException ex) {
+            throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class bn_backward_reduce {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            BatchNormNative.C_INT,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_LONG,
+            BatchNormNative.C_LONG,
+            BatchNormNative.C_LONG,
+            BatchNormNative.C_INT,
+            BatchNormNative.C_INT,
+            BatchNormNative.C_INT
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("bn_backward_reduce");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * int32_t bn_backward_reduce(double *sum_dy, double *sum_dy_xhat, float *dweight, float *dbias, const void *dy, const void *y, const void *x, const double *save_mean, const double *save_invstd, int64_t n, int64_t c, int64_t s, int32_t layout, int32_t dtype, int32_t act)
+     * }
+     */
+    public static FunctionDescriptor bn_backward_reduce$descriptor() {
+        return bn_backward_reduce.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * int32_t bn_backward_reduce(double *sum_dy, double *sum_dy_xhat, float *dweight, float *dbias, const void *dy, const void *y, const void *x, const double *save_mean, const double *save_invstd, int64_t n, int64_t c, int64_t s, int32_t layout, int32_t dtype, int32_t act)
+     * }
+     */
+    public static MethodHandle bn_backward_reduce$handle() {
+        return bn_backward_reduce.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * int32_t bn_backward_reduce(double *sum_dy, double *sum_dy_xhat, float *dweight, float *dbias, const void *dy, const void *y, const void *x, const double *save_mean, const double *save_invstd, int64_t n, int64_t c, int64_t s, int32_t layout, int32_t dtype, int32_t act)
+     * }
+     */
+    public static MemorySegment bn_backward_reduce$address() {
+        return bn_backward_reduce.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * int32_t bn_backward_reduce(double *sum_dy, double *sum_dy_xhat, float *dweight, float *dbias, const void *dy, const void *y, const void *x, const double *save_mean, const double *save_invstd, int64_t n, int64_t c, int64_t s, int32_t layout, int32_t dtype, int32_t act)
+     * }
+     */
+    public static int bn_backward_reduce(MemorySegment sum_dy, MemorySegment sum_dy_xhat, MemorySegment dweight, MemorySegment dbias, MemorySegment dy, MemorySegment y, MemorySegment x, MemorySegment save_mean, MemorySegment save_invstd, long n, long c, long s, int layout, int dtype, int act) {
+        var mh$ = bn_backward_reduce.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("bn_backward_reduce", sum_dy, sum_dy_xhat, dweight, dbias, dy, y, x, save_mean, save_invstd, n, c, s, layout, dtype, act);
+            }
+            return (int)mh$.invokeExact(sum_dy, sum_dy_xhat, dweight, dbias, dy, y, x, save_mean, save_invstd, n, c, s, layout, dtype, act);
+        } catch (Error | RuntimeException ex) {
+            throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class bn_backward_from_sums {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            BatchNormNative.C_INT,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_POINTER,
+            BatchNormNative.C_LONG,
+            BatchNormNative.C_LONG,
+            BatchNormNative.C_LONG,
+            BatchNormNative.C_LONG,
+            BatchNormNative.C_INT,
+            BatchNormNative.C_INT,
+            BatchNormNative.C_INT
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("bn_backward_from_sums");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * int32_t bn_backward_from_sums(void *dx, void *dz, const void *dy, const void *y, const void *x, const float *weight, const double *save_mean, const double *save_invstd, const double *sum_dy, const double *sum_dy_xhat, int64_t count, int64_t n, int64_t c, int64_t s, int32_t layout, int32_t dtype, int32_t act)
+     * }
+     */
+    public static FunctionDescriptor bn_backward_from_sums$descriptor() {
+        return bn_backward_from_sums.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * int32_t bn_backward_from_sums(void *dx, void *dz, const void *dy, const void *y, const void *x, const float *weight, const double *save_mean, const double *save_invstd, const double *sum_dy, const double *sum_dy_xhat, int64_t count, int64_t n, int64_t c, int64_t s, int32_t layout, int32_t dtype, int32_t act)
+     * }
+     */
+    public static MethodHandle bn_backward_from_sums$handle() {
+        return bn_backward_from_sums.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * int32_t bn_backward_from_sums(void *dx, void *dz, const void *dy, const void *y, const void *x, const float *weight, const double *save_mean, const double *save_invstd, const double *sum_dy, const double *sum_dy_xhat, int64_t count, int64_t n, int64_t c, int64_t s, int32_t layout, int32_t dtype, int32_t act)
+     * }
+     */
+    public static MemorySegment bn_backward_from_sums$address() {
+        return bn_backward_from_sums.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * int32_t bn_backward_from_sums(void *dx, void *dz, const void *dy, const void *y, const void *x, const float *weight, const double *save_mean, const double *save_invstd, const double *sum_dy, const double *sum_dy_xhat, int64_t count, int64_t n, int64_t c, int64_t s, int32_t layout, int32_t dtype, int32_t act)
+     * }
+     */
+    public static int bn_backward_from_sums(MemorySegment dx, MemorySegment dz, MemorySegment dy, MemorySegment y, MemorySegment x, MemorySegment weight, MemorySegment save_mean, MemorySegment save_invstd, MemorySegment sum_dy, MemorySegment sum_dy_xhat, long count, long n, long c, long s, int layout, int dtype, int act) {
+        var mh$ = bn_backward_from_sums.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("bn_backward_from_sums", dx, dz, dy, y, x, weight, save_mean, save_invstd, sum_dy, sum_dy_xhat, count, n, c, s, layout, dtype, act);
+            }
+            return (int)mh$.invokeExact(dx, dz, dy, y, x, weight, save_mean, save_invstd, sum_dy, sum_dy_xhat, count, n, c, s, layout, dtype, act);
+        } catch (Error | RuntimeException ex) {
+            throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
     private static class bn_forward_train_f32 {
         public static final FunctionDescriptor DESC = FunctionDescriptor.of(
             BatchNormNative.C_INT,
@@ -480,6 +1145,64 @@ public class BatchNormNative extends BatchNormNative$shared {
                 traceDowncall("bn_get_num_threads");
             }
             return (int)mh$.invokeExact();
+        } catch (Error | RuntimeException ex) {
+            throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
+
+    private static class bn_isa {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            BatchNormNative.C_POINTER        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("bn_isa");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * const char *bn_isa()
+     * }
+     */
+    public static FunctionDescriptor bn_isa$descriptor() {
+        return bn_isa.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * const char *bn_isa()
+     * }
+     */
+    public static MethodHandle bn_isa$handle() {
+        return bn_isa.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * const char *bn_isa()
+     * }
+     */
+    public static MemorySegment bn_isa$address() {
+        return bn_isa.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * const char *bn_isa()
+     * }
+     */
+    public static MemorySegment bn_isa() {
+        var mh$ = bn_isa.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("bn_isa");
+            }
+            return (MemorySegment)mh$.invokeExact();
         } catch (Error | RuntimeException ex) {
             throw ex;
         } catch (Throwable ex$) {

@@ -1,0 +1,103 @@
+/* The vector primitives of the AVX-512 kernel set (F, BW, DQ, VL): 16 floats, 8 doubles. */
+#include <immintrin.h>
+#include <stdint.h>
+
+#define BN_VL 16
+#define BN_VLD 8
+#define BN_BANKS 4 /* rows a channels-first reduction takes side by side */
+
+typedef __m512 vf;
+typedef __m512d vd;
+
+static inline vd vd_set1(double a) { return _mm512_set1_pd(a); }
+static inline vd vd_zero(void) { return _mm512_setzero_pd(); }
+static inline vd vd_add(vd a, vd b) { return _mm512_add_pd(a, b); }
+static inline vd vd_sub(vd a, vd b) { return _mm512_sub_pd(a, b); }
+static inline vd vd_mul(vd a, vd b) { return _mm512_mul_pd(a, b); }
+/* a*b + c and c - a*b, each rounded once */
+static inline vd vd_fma(vd a, vd b, vd c) { return _mm512_fmadd_pd(a, b, c); }
+static inline vd vd_fnma(vd a, vd b, vd c) { return _mm512_fnmadd_pd(a, b, c); }
+/* max(0, a), NaN kept (maxpd returns its second operand when either is NaN) */
+static inline vd vd_relu(vd a) { return _mm512_max_pd(_mm512_setzero_pd(), a); }
+static inline vd vd_load(const double *p) { return _mm512_loadu_pd(p); }
+static inline void vd_store(double *p, vd a) { _mm512_storeu_pd(p, a); }
+
+static inline __mmask8 bn_mask8(int64_t n) {
+    return n >= 8 ? (__mmask8)0xff : n <= 0 ? (__mmask8)0 : (__mmask8)((1u << n) - 1u);
+}
+static inline __mmask16 bn_mask16(int64_t n) {
+    return n >= 16 ? (__mmask16)0xffff : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u);
+}
+
+/* The first n lanes of a (n may be <= 0 or >= BN_VLD), the others 0. */
+static inline vd vd_keep(vd a, int64_t n) { return _mm512_maskz_mov_pd(bn_mask8(n), a); }
+static inline vd vd_loadn(const double *p, int64_t n) { return _mm512_maskz_loadu_pd(bn_mask8(n), p); }
+/* The first n lanes of a, the others of b. */
+static inline vd vd_blend(vd a, vd b, int64_t n) { return _mm512_mask_mov_pd(b, bn_mask8(n), a); }
+
+/* Sum of the lanes in a fixed order. */
+static inline double vd_sum(vd a) {
+    __m256d h = _mm256_add_pd(_mm512_castpd512_pd256(a), _mm512_extractf64x4_pd(a, 1));
+    __m128d q = _mm_add_pd(_mm256_castpd256_pd128(h), _mm256_extractf128_pd(h, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(q, _mm_unpackhi_pd(q, q)));
+}
+
+/* Lanes 0..7 and 8..15 of a float vector as doubles, and back (rounded to nearest-even). */
+static inline vd vf_lo(vf a) { return _mm512_cvtps_pd(_mm512_castps512_ps256(a)); }
+static inline vd vf_hi(vf a) {
+    return _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)));
+}
+static inline vf vf_join(vd lo, vd hi) {
+    __m512d l = _mm512_castps_pd(_mm512_castps256_ps512(_mm512_cvtpd_ps(lo)));
+    return _mm512_castpd_ps(_mm512_insertf64x4(l, _mm256_castps_pd(_mm512_cvtpd_ps(hi)), 1));
+}
+
+/* g where y > 0, else 0 (ReLU's gradient; NaN in y gives 0). */
+static inline vf vf_mask_pos(vf g, vf y) {
+    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_GT_OQ), g);
+}
+
+/* ---- elements: full vectors and the first n (< BN_VL) of one; loads fill the rest with 0 ---- */
+
+static inline vf ld_f32(const float *p) { return _mm512_loadu_ps(p); }
+static inline vf ldn_f32(const float *p, int64_t n) { return _mm512_maskz_loadu_ps(bn_mask16(n), p); }
+static inline void st_f32(float *p, vf a) { _mm512_storeu_ps(p, a); }
+static inline void stn_f32(float *p, int64_t n, vf a) { _mm512_mask_storeu_ps(p, bn_mask16(n), a); }
+
+static inline vf bf16_widen(__m256i h) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+/* float -> bfloat16, nearest-even, NaN quieted: integer rounding, exact for subnormals too */
+static inline __m256i bf16_narrow(vf a) {
+    __m512i b = _mm512_castps_si512(a);
+    __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(1));
+    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(b, _mm512_set1_epi32(0x7fff)), lsb), 16);
+    __mmask16 nan = _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q);
+    r = _mm512_mask_or_epi32(r, nan, _mm512_srli_epi32(b, 16), _mm512_set1_epi32(0x40));
+    return _mm512_cvtepi32_epi16(r);
+}
+static inline vf ld_bf16(const uint16_t *p) { return bf16_widen(_mm256_loadu_si256((const __m256i *)p)); }
+static inline vf ldn_bf16(const uint16_t *p, int64_t n) {
+    return bf16_widen(_mm256_maskz_loadu_epi16(bn_mask16(n), p));
+}
+static inline void st_bf16(uint16_t *p, vf a) { _mm256_storeu_si256((__m256i *)p, bf16_narrow(a)); }
+static inline void stn_bf16(uint16_t *p, int64_t n, vf a) {
+    _mm256_mask_storeu_epi16(p, bn_mask16(n), bf16_narrow(a));
+}
+
+static inline vf ld_f16(const uint16_t *p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
+static inline vf ldn_f16(const uint16_t *p, int64_t n) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(bn_mask16(n), p));
+}
+#define BN_F16_NARROW(a) _mm512_cvtps_ph((a), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+static inline void st_f16(uint16_t *p, vf a) { _mm256_storeu_si256((__m256i *)p, BN_F16_NARROW(a)); }
+static inline void stn_f16(uint16_t *p, int64_t n, vf a) {
+    _mm256_mask_storeu_epi16(p, bn_mask16(n), BN_F16_NARROW(a));
+}
+
+/* Streaming (non-temporal) stores of a full vector to an address aligned to its size, and the
+ * fence that orders them before the call returns. */
+static inline void sts_f32(float *p, vf a) { _mm512_stream_ps(p, a); }
+static inline void sts_bf16(uint16_t *p, vf a) { _mm256_stream_si256((__m256i *)p, bf16_narrow(a)); }
+static inline void sts_f16(uint16_t *p, vf a) { _mm256_stream_si256((__m256i *)p, BN_F16_NARROW(a)); }
+static inline void bn_stream_fence(void) { _mm_sfence(); }

@@ -1,0 +1,95 @@
+/* The one place that chooses how an op runs: tiles, team size, work split, group size. */
+#include <unistd.h>
+
+#include "bn.h"
+
+/* A tile holds at least this many values (channels-first) or rows (channels-last): enough to
+ * amortise a kernel call and a merge, few enough tiles to keep BN_TILES_MAX partials. */
+#define BN_TILE_MIN_VALUES 65536
+#define BN_TILE_MIN_ROWS 512
+
+/* A channels-first group spans at least this many bytes of a row (short rows are read as longer
+ * runs of consecutive channels), and a reduction's group at most BN_GROUP_SLICE bytes of each
+ * input, so that it is still in the core's L2 when its elementwise pass comes. */
+#define BN_GROUP_ROW_BYTES 1024
+#define BN_GROUP_SLICE ((int64_t)256 << 10)
+
+/*
+ * The last-level cache a core can use, in bytes. AMD's L3 belongs to a core complex of at most
+ * 32 MiB (96 MiB with 3D V-Cache), but what the OS reports is often the whole socket's (hundreds
+ * of MiB inside a VM): take at most 32 MiB there. Intel's L3 is shared by every core.
+ */
+static int64_t llc_bytes(void) {
+    static int64_t bytes;
+    int64_t b = __atomic_load_n(&bytes, __ATOMIC_RELAXED);
+    if (b == 0) {
+        long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+        b = l3 > 0 ? (int64_t)l3 : (int64_t)32 << 20;
+        __builtin_cpu_init();
+        if (__builtin_cpu_is("amd") && b > ((int64_t)32 << 20))
+            b = (int64_t)32 << 20;
+        __atomic_store_n(&bytes, b, __ATOMIC_RELAXED);
+    }
+    return b;
+}
+
+int64_t bn_tiles(int64_t m, int32_t layout) {
+    int64_t t = m / (layout == BN_LAYOUT_NCS ? BN_TILE_MIN_VALUES : BN_TILE_MIN_ROWS);
+    return t < 1 ? 1 : t > BN_TILES_MAX ? BN_TILES_MAX : t;
+}
+
+static int64_t min64(int64_t a, int64_t b) {
+    return a < b ? a : b;
+}
+
+static int64_t ncs_group(const bn_io *io, int reduce, int threads) {
+    int64_t eb = bn_elem_bytes(io->dtype), row = io->s * eb;
+    int64_t g = (BN_GROUP_ROW_BYTES + row - 1) / row;
+    if (reduce) {
+        int64_t slice = io->n * row;
+        int64_t fit = slice > 0 ? BN_GROUP_SLICE / slice : g;
+        g = min64(g, fit < 1 ? 1 : fit);
+    }
+    g = min64(g, (io->c + threads - 1) / threads);
+    return g < 1 ? 1 : min64(g, BN_NCS_GROUP_MAX);
+}
+
+bn_plan bn_plan_make(const bn_io *io, const bn_kernels *k, int reduce, int64_t work) {
+    (void)k;
+    bn_plan p;
+    int64_t m = io->n * io->s, c = io->c;
+    p.threads = bn_team_begin(work);
+    p.tiles = reduce ? bn_tiles(m, io->layout) : 1;
+    p.split = BN_BY_CHANNELS;
+    /* an op whose tensors do not fit in the cache together stores its outputs past it: no read
+     * for ownership, no eviction of the inputs it still has to read */
+    int64_t tensors = (io->x != NULL) + (io->z != NULL) + (io->dy != NULL) + (io->y != NULL) +
+                      (io->out != NULL) + (io->out2 != NULL);
+    p.stream = m * c * bn_elem_bytes(io->dtype) * tensors > llc_bytes();
+    if (io->layout == BN_LAYOUT_NCS) {
+        /* a thread per channel range unless that leaves a thread idle for more than 1/8 of
+         * the time */
+        int balanced = c % p.threads == 0 || c >= 8 * (int64_t)p.threads;
+        if (reduce && p.threads > 1 && !balanced && c <= BN_BY_TILES_MAX_C)
+            p.split = BN_BY_TILES;
+        p.group = ncs_group(io, reduce, p.split == BN_BY_TILES ? 1 : p.threads);
+    } else {
+        if (reduce && p.threads > 1 && c <= BN_BY_TILES_MAX_C)
+            p.split = BN_BY_TILES;
+        p.group = min64(c, BN_NSC_PIECE_MAX);
+    }
+    return p;
+}
+
+bn_io bn_io_make(const void *x, const void *z, const void *dy, const void *y, void *out,
+                 void *out2, int64_t n, int64_t c, int64_t s, int32_t layout, int32_t dtype,
+                 int32_t act) {
+    /* rows of one value are the same memory in both layouts: a channel per lane; one channel is
+     * the same memory in both too: one long run */
+    if (s == 1)
+        layout = BN_LAYOUT_NSC;
+    else if (c == 1)
+        layout = BN_LAYOUT_NCS;
+    bn_io io = {x, z, dy, y, out, out2, n, c, s, layout, dtype, act};
+    return io;
+}

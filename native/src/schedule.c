@@ -1,0 +1,350 @@
+/*
+ * Runs a plan: the phases of an op (reduce every tile, merge the tiles in order, finalize each
+ * channel, apply the elementwise pass) on a team of threads or on the calling thread alone. The
+ * serial and parallel runs call the same functions with (thread, team size) = (0, 1) or their
+ * place in the team: one implementation for every size of tensor.
+ */
+#include <math.h>
+#include <omp.h>
+#include <stddef.h>
+
+#include "bn.h"
+
+/* Channels whose elementwise constants are prepared at once (stack arrays). */
+#define BN_WINDOW BN_NSC_PIECE_MAX
+
+typedef struct {
+    double mean[BN_WINDOW], a[BN_WINDOW], b[BN_WINDOW], k[BN_WINDOW];
+} coef_buf;
+
+static bn_coef coef_at(coef_buf *buf, int64_t j) {
+    bn_coef k = {buf->mean + j, buf->a + j, buf->b + j, buf->k + j};
+    return k;
+}
+
+static int64_t min64(int64_t a, int64_t b) {
+    return a < b ? a : b;
+}
+
+/* Thread t's share [*b, *e) of `total` items out of nt, boundaries on multiples of unit. */
+static void share(int64_t total, int t, int nt, int64_t unit, int64_t *b, int64_t *e) {
+    int64_t units = (total + unit - 1) / unit, q = units / nt, r = units % nt;
+    int64_t u0 = t * q + (t < r ? t : r), u1 = u0 + q + (t < r ? 1 : 0);
+    *b = min64(u0 * unit, total);
+    *e = min64(u1 * unit, total);
+}
+
+static void barrier(int nt) {
+    if (nt > 1) {
+#pragma omp barrier
+    }
+}
+
+/* ---- reduce, merge, finalize ---- */
+
+/* Tile t of every channel: values (channels-first; whole rows when there are rows enough, so
+ * that rows can be taken side by side) or rows (channels-last) [*f0, *f1). A function of the
+ * shape alone. */
+static void tile_bounds(const bn_io *io, int64_t tiles, int64_t t, int64_t *f0, int64_t *f1) {
+    if (io->layout == BN_LAYOUT_NCS && io->n >= tiles) {
+        bn_tile(io->n, tiles, t, f0, f1);
+        *f0 *= io->s;
+        *f1 *= io->s;
+        return;
+    }
+    bn_tile(io->n * io->s, tiles, t, f0, f1);
+}
+
+/* Channel ch's reference for op's reduction: its shift (its first value, or 0 when that is not
+ * finite: sums about a value of the data stay small when |mean| >> spread) or its mean. */
+static double op_ref(const bn_op *op, int64_t ch) {
+    if (op->mode == BN_REDUCE_MOMENTS) {
+        int64_t i = op->io.layout == BN_LAYOUT_NCS ? ch * op->io.s : ch;
+        double v = bn_elem_value(op->io.x, i, op->io.dtype);
+        return isfinite(v) ? v : 0.0;
+    }
+    return op->grad->mean ? op->grad->mean[ch] : (double)op->grad->running_mean[ch];
+}
+
+/* Tile [f0, f1) of channels [ch, ch+g) into out[0..g). */
+static void reduce_tile(const bn_op *op, const bn_kernels *k, bn_sums *out, const double *ref,
+                        int64_t ch, int64_t g, int64_t f0, int64_t f1) {
+    if (op->io.layout == BN_LAYOUT_NCS)
+        k->reduce_ncs(out, &op->io, ref, op->mode, ch, g, f0, f1);
+    else
+        k->reduce_nsc(out, &op->io, ref, op->mode, ch, g, f0, f1);
+}
+
+/* A channel's merged tiles: moments (BN_REDUCE_MOMENTS) or gradient sums. */
+typedef struct {
+    bn_moments mo;
+    bn_sums su;
+} merged;
+
+static merged merged_zero(void) {
+    merged r = {{0.0, 0.0, 0.0}, {0.0, 0.0}};
+    return r;
+}
+
+/* The next tile (of `count` values) of a channel, in tile order. */
+static void merge_tile(const bn_op *op, merged *acc, bn_sums t, double count) {
+    if (op->mode == BN_REDUCE_MOMENTS) {
+        acc->mo = bn_moments_merge(acc->mo, bn_moments_of(t, count));
+    } else {
+        acc->su.s += t.s;
+        acc->su.q += t.q;
+    }
+}
+
+/* Channel ch's outputs from its merged tiles; its elementwise constants into k[j]. */
+static void finalize(const bn_op *op, int64_t ch, double ref, merged r, const bn_coef *k,
+                     int64_t j) {
+    switch (op->fin) {
+    case BN_FIN_TRAIN:
+        bn_finalize_train(op->train, ch, ref + r.mo.mean, r.mo.m2, r.mo.n, k, j);
+        break;
+    case BN_FIN_STATS:
+        op->mean_out[ch] = ref + r.mo.mean;
+        op->m2_out[ch] = r.mo.m2;
+        break;
+    case BN_FIN_GRADS:
+        bn_finalize_grads(op->grad, ch, r.su, op->kind >= 0 ? k : NULL, j);
+        break;
+    case BN_FIN_EVAL_GRADS:
+        bn_finalize_eval_grads(op->grad, ch, r.su, k, j);
+        break;
+    }
+}
+
+/* The elementwise pass over every value of channels [ch, ch+g), constants in k[0..g). */
+static void apply_channels(const bn_op *op, const bn_kernels *k, const bn_coef *kc, int64_t ch,
+                           int64_t g, int stream) {
+    const bn_io *io = &op->io;
+    if (io->layout == BN_LAYOUT_NCS)
+        k->apply_ncs(io, kc, op->kind, ch, g, 0, io->n, 0, io->s, stream);
+    else
+        k->apply_nsc(io, kc, op->kind, ch, g, 0, io->n * io->s, stream);
+}
+
+/*
+ * By channels: channels [c0, c1) on this thread, p->group at a time: every tile of the group in
+ * order, merged as it comes, then finalized, then (when the op has one) the group's elementwise
+ * pass, which finds the group's data still in the core's cache.
+ */
+static void run_channels(const bn_op *op, const bn_plan *p, const bn_kernels *k, int64_t c0,
+                         int64_t c1) {
+    double ref[BN_WINDOW];
+    bn_sums part[BN_WINDOW];
+    merged acc[BN_WINDOW];
+    coef_buf cb;
+    bn_coef kc = coef_at(&cb, 0);
+    for (int64_t ch = c0; ch < c1; ch += p->group) {
+        int64_t g = min64(p->group, c1 - ch);
+        for (int64_t j = 0; j < g; j++) {
+            ref[j] = op_ref(op, ch + j);
+            acc[j] = merged_zero();
+        }
+        for (int64_t t = 0; t < p->tiles; t++) {
+            int64_t f0, f1;
+            tile_bounds(&op->io, p->tiles, t, &f0, &f1);
+            reduce_tile(op, k, part, ref, ch, g, f0, f1);
+            for (int64_t j = 0; j < g; j++)
+                merge_tile(op, &acc[j], part[j], (double)(f1 - f0));
+        }
+        for (int64_t j = 0; j < g; j++)
+            finalize(op, ch + j, ref[j], acc[j], &kc, j);
+        if (op->kind >= 0)
+            apply_channels(op, k, &kc, ch, g, p->stream);
+    }
+}
+
+/* What the by-tiles schedule's threads share: a partial per (tile, channel), the references
+ * and the constants of every channel (C <= BN_BY_TILES_MAX_C). */
+typedef struct {
+    bn_sums part[BN_TILES_MAX][BN_BY_TILES_MAX_C];
+    double ref[BN_BY_TILES_MAX_C];
+    coef_buf coef;
+} tiles_shared;
+
+static void apply_share(const bn_io *io, int kind, const bn_kernels *k, int stream,
+                        const bn_coef *all, bn_consts_fn consts, const void *ctx, int t, int nt);
+
+/*
+ * By tiles: the (tile, channel group) pieces shared among the team, each partial kept; then each
+ * channel merges its tiles in order and is finalized; then the elementwise pass.
+ */
+static void run_tiles(const bn_op *op, const bn_plan *p, const bn_kernels *k, tiles_shared *sh,
+                      int t, int nt) {
+    int64_t c = op->io.c;
+    int64_t g = op->io.layout == BN_LAYOUT_NCS ? p->group : c;
+    int64_t groups = (c + g - 1) / g, u0, u1, c0, c1;
+    share(p->tiles * groups, t, nt, 1, &u0, &u1);
+    for (int64_t u = u0; u < u1; u++) {
+        int64_t tile = u / groups, ch = u % groups * g, f0, f1;
+        tile_bounds(&op->io, p->tiles, tile, &f0, &f1);
+        reduce_tile(op, k, sh->part[tile] + ch, sh->ref + ch, ch, min64(g, c - ch), f0, f1);
+    }
+    barrier(nt);
+    bn_coef kc = coef_at(&sh->coef, 0);
+    share(c, t, nt, 1, &c0, &c1);
+    for (int64_t ch = c0; ch < c1; ch++) {
+        merged acc = merged_zero();
+        for (int64_t tile = 0; tile < p->tiles; tile++) {
+            int64_t f0, f1;
+            tile_bounds(&op->io, p->tiles, tile, &f0, &f1);
+            merge_tile(op, &acc, sh->part[tile][ch], (double)(f1 - f0));
+        }
+        finalize(op, ch, sh->ref[ch], acc, &kc, ch);
+    }
+    if (op->kind < 0)
+        return;
+    barrier(nt);
+    apply_share(&op->io, op->kind, k, p->stream, &kc, NULL, NULL, t, nt);
+}
+
+static void run_reduce_on(const bn_op *op, const bn_plan *p, const bn_kernels *k,
+                          tiles_shared *sh, int t, int nt) {
+    if (p->split == BN_BY_TILES) {
+        run_tiles(op, p, k, sh, t, nt);
+        return;
+    }
+    /* channels-last threads take whole vectors of channels */
+    int64_t c0, c1, unit = op->io.layout == BN_LAYOUT_NSC ? 16 : 1;
+    share(op->io.c, t, nt, unit, &c0, &c1);
+    run_channels(op, p, k, c0, c1);
+}
+
+static void run_reduce_team(const bn_op *op, const bn_plan *p, const bn_kernels *k,
+                            tiles_shared *sh) {
+#pragma omp parallel num_threads(p->threads)
+    run_reduce_on(op, p, k, sh, omp_get_thread_num(), omp_get_num_threads());
+}
+
+/* The by-tiles schedule's shared state lives in this frame only (its stack is not small). */
+static void run_reduce_tiles(const bn_op *op, const bn_plan *p, const bn_kernels *k) {
+    tiles_shared sh;
+    for (int64_t ch = 0; ch < op->io.c; ch++)
+        sh.ref[ch] = op_ref(op, ch);
+    if (p->threads <= 1)
+        run_tiles(op, p, k, &sh, 0, 1);
+    else
+        run_reduce_team(op, p, k, &sh);
+}
+
+void bn_run_reduce(const bn_op *op, const bn_plan *p, const bn_kernels *k) {
+    if (p->split == BN_BY_TILES)
+        run_reduce_tiles(op, p, k);
+    else if (p->threads <= 1)
+        run_reduce_on(op, p, k, NULL, 0, 1);
+    else
+        run_reduce_team(op, p, k, NULL);
+}
+
+/* ---- elementwise passes ---- */
+
+/*
+ * Constants of channels [ch, ch+g) for an elementwise pass: a view into `all` (every channel's,
+ * prepared by the caller), or computed into buf (g <= BN_WINDOW).
+ */
+static bn_coef window_coef(const bn_coef *all, bn_consts_fn consts, const void *ctx,
+                           coef_buf *buf, int64_t ch, int64_t g) {
+    if (all) {
+        bn_coef k = {all->mean + ch, all->a + ch, all->b + ch, all->k + ch};
+        return k;
+    }
+    bn_coef k = coef_at(buf, 0);
+    consts(ctx, &k, ch, g);
+    return k;
+}
+
+/* Channels [c0, c1) of rows [r0, r1), columns [i0, i1), window by window of channels (each
+ * window's constants prepared once for all its rows). */
+static void apply_block(const bn_io *io, int kind, const bn_kernels *k, int stream,
+                        const bn_coef *all, bn_consts_fn consts, const void *ctx, coef_buf *buf,
+                        int64_t r0, int64_t r1, int64_t c0, int64_t c1, int64_t i0, int64_t i1) {
+    for (int64_t ch = c0; r0 < r1 && ch < c1; ch += BN_WINDOW) {
+        int64_t g = min64(BN_WINDOW, c1 - ch);
+        bn_coef kc = window_coef(all, consts, ctx, buf, ch, g);
+        k->apply_ncs(io, &kc, kind, ch, g, r0, r1, i0, i1, stream);
+    }
+}
+
+/* Channels-first: units are (row, channel) runs of S values, a contiguous range of them per
+ * thread (a partial first row, whole rows, a partial last row); or, with fewer runs than the
+ * team can share, every run's columns. */
+static void apply_share_ncs(const bn_io *io, int kind, const bn_kernels *k, int stream,
+                            const bn_coef *all, bn_consts_fn consts, const void *ctx, int t,
+                            int nt) {
+    coef_buf buf;
+    int64_t c = io->c, s = io->s, u0, u1;
+    /* with every channel's constants at hand, prepare them once per thread */
+    bn_coef whole;
+    if (!all && c <= BN_WINDOW) {
+        whole = window_coef(NULL, consts, ctx, &buf, 0, c);
+        all = &whole;
+    }
+    if (io->n * c < 4 * (int64_t)nt) {
+        int64_t i0, i1;
+        share(s, t, nt, 16, &i0, &i1);
+        if (i0 < i1)
+            apply_block(io, kind, k, stream, all, consts, ctx, &buf, 0, io->n, 0, c, i0, i1);
+        return;
+    }
+    share(io->n * c, t, nt, 1, &u0, &u1);
+    if (u0 >= u1)
+        return;
+    int64_t ra = u0 / c, ca = u0 % c, rb = u1 / c, cb = u1 % c;
+    if (ra == rb) {
+        apply_block(io, kind, k, stream, all, consts, ctx, &buf, ra, ra + 1, ca, cb, 0, s);
+        return;
+    }
+    if (ca > 0) {
+        apply_block(io, kind, k, stream, all, consts, ctx, &buf, ra, ra + 1, ca, c, 0, s);
+        ra++;
+    }
+    apply_block(io, kind, k, stream, all, consts, ctx, &buf, ra, rb, 0, c, 0, s);
+    if (cb > 0)
+        apply_block(io, kind, k, stream, all, consts, ctx, &buf, rb, rb + 1, 0, cb, 0, s);
+}
+
+static void apply_share(const bn_io *io, int kind, const bn_kernels *k, int stream,
+                        const bn_coef *all, bn_consts_fn consts, const void *ctx, int t, int nt) {
+    if (io->layout == BN_LAYOUT_NCS) {
+        apply_share_ncs(io, kind, k, stream, all, consts, ctx, t, nt);
+        return;
+    }
+    coef_buf buf;
+    int64_t r0, r1;
+    share(io->n * io->s, t, nt, 1, &r0, &r1);
+    for (int64_t ch = 0; r0 < r1 && ch < io->c; ch += BN_WINDOW) {
+        int64_t g = min64(BN_WINDOW, io->c - ch);
+        bn_coef kc = window_coef(all, consts, ctx, &buf, ch, g);
+        k->apply_nsc(io, &kc, kind, ch, g, r0, r1, stream);
+    }
+}
+
+void bn_run_apply(const bn_io *io, int kind, bn_consts_fn consts, const void *ctx,
+                  const bn_plan *p, const bn_kernels *k) {
+    if (p->threads <= 1) {
+        apply_share(io, kind, k, p->stream, NULL, consts, ctx, 0, 1);
+        return;
+    }
+#pragma omp parallel num_threads(p->threads)
+    apply_share(io, kind, k, p->stream, NULL, consts, ctx, omp_get_thread_num(),
+                omp_get_num_threads());
+}
+
+void bn_reduce(const bn_op *op) {
+    const bn_kernels *k = bn_kernels_select();
+    bn_plan p = bn_plan_make(&op->io, k, 1, op->io.n * op->io.c * op->io.s);
+    bn_run_reduce(op, &p, k);
+    bn_team_end(p.threads);
+}
+
+void bn_apply(const bn_io *io, int kind, bn_consts_fn consts, const void *ctx) {
+    const bn_kernels *k = bn_kernels_select();
+    /* a lone elementwise pass needs twice a reduction's work to pay for a team */
+    bn_plan p = bn_plan_make(io, k, 0, io->n * io->c * io->s / 2);
+    bn_run_apply(io, kind, consts, ctx, &p, k);
+    bn_team_end(p.threads);
+}
