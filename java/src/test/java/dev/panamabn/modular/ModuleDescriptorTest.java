@@ -15,7 +15,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * The compiled module {@code dev.panamabn} as a modular application gets it (on the module path,
- * native access granted by module name): it exports only the public API, keeps the generated
+ * native access granted by module name): it exports only the public API (and its interchange package), requires only
+ * jackson-core, keeps the generated
  * bindings closed, loads its library and runs. The tests themselves run on the class path.
  */
 class ModuleDescriptorTest {
@@ -28,16 +29,20 @@ class ModuleDescriptorTest {
         String testClasses = classPath.stream().filter(p -> p.endsWith("test-classes")).findFirst().orElseThrow();
         assertTrue(Files.isRegularFile(Path.of(classes, "module-info.class")), "no module-info.class in " + classes);
 
+        String jackson = classPath.stream().filter(p -> p.contains("jackson-core")).findFirst()
+                .orElseThrow(() -> new AssertionError("no jackson-core jar in " + classPath));
+
         String java = ProcessHandle.current().info().command().orElseThrow();
         List<String> command = new ArrayList<>(List.of(java, "--enable-native-access=dev.panamabn",
-                "--module-path", classes, "--add-modules", "dev.panamabn", "-cp", testClasses,
+                "--module-path", classes + File.pathSeparator + jackson, "--add-modules", "dev.panamabn",
+                "-cp", testClasses,
                 ModuleProbe.class.getName()));
         Process p = new ProcessBuilder(command).redirectErrorStream(true).start();
         String output = new String(p.getInputStream().readAllBytes());
         assertTrue(p.waitFor(60, TimeUnit.SECONDS), "the probe hung");
         assertEquals(0, p.exitValue(), output);
         assertEquals(List.of("module dev.panamabn", "exports dev.panamabn",
-                "packages [dev.panamabn, dev.panamabn.internal]", "native access true", "forward ran, counter 1",
+                "exports dev.panamabn.interop", "packages [dev.panamabn, dev.panamabn.internal, dev.panamabn.interop]", "native access true", "forward ran, counter 1",
                 "internal refused: IllegalAccessException"), output.strip().lines().toList(), output);
     }
 }

@@ -44,22 +44,9 @@ class WordingTest {
     /** This file: it holds the phrases, to match them. */
     private static final Path SELF = Path.of("java/src/test/java/dev/panamabn/repository/WordingTest.java");
 
-    /**
-     * Files not yet reworded, skipped with a visible line. The test fails when one of them is
-     * clean, so that its entry goes.
-     */
-    static final java.util.Set<String> NOT_YET_REWORDED = java.util.Set.of(
-            "bench/README.md", "bench/lib_ab.c", "bench/native_bench.c", "bench/stats_core.c", "bench/train_bound.c",
-            "docs/bench/bench.txt", "java/src/jmh/java/dev/panamabn/bench/SameRounds.java", "scripts/bench.sh",
-            "scripts/bench_report.py");
-
     @Test
     void noTrackedFileDescribesHowTheProductWasMade() throws Exception {
         List<String> hits = new ArrayList<>();
-        java.util.Map<String, Integer> pending = new java.util.TreeMap<>();
-        for (String name : NOT_YET_REWORDED) {
-            pending.put(name, 0);
-        }
         for (Path file : trackedTextFiles()) {
             if (file.endsWith(SELF)) {
                 continue;
@@ -74,22 +61,14 @@ class WordingTest {
                 for (Pattern p : FORBIDDEN) {
                     Matcher m = p.matcher(lines.get(i));
                     if (m.find()) {
-                        String name = file.toString().replace('\\', '/');
-                        if (pending.containsKey(name)) {
-                            pending.merge(name, 1, Integer::sum);
-                        } else {
-                            hits.add(file + ":" + (i + 1) + ": \"" + m.group() + "\" in: " + lines.get(i).strip());
-                        }
+                        hits.add(file + ":" + (i + 1) + ": \"" + m.group() + "\" in: " + lines.get(i).strip());
                         break;
                     }
                 }
             }
         }
-        System.out.println("wording check: skipped, not yet reworded: " + pending);
         assertTrue(hits.isEmpty(), hits.size() + " lines describe how the product was made:\n  "
                 + String.join("\n  ", hits));
-        List<String> clean = pending.entrySet().stream().filter(e -> e.getValue() == 0).map(e -> e.getKey()).toList();
-        assertTrue(clean.isEmpty(), "reworded now, remove from NOT_YET_REWORDED: " + clean);
     }
 
     /** The patterns catch the phrasings they are for, and leave ordinary product text alone. */
