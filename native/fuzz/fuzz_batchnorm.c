@@ -247,7 +247,7 @@ static void run_kernel_call(Call *k, Reader *r) {
   if (op_is_generic(k->op)) aliasing = take_generic(k, r);
 
   k->allocated = call_fits_memory(k);
-  size_t tensor_len = !k->allocated ? PROBE_ELEMENTS
+  size_t tensor_len = !k->allocated || k->op == OP_MERGE ? PROBE_ELEMENTS /* merge: n, s unused */
                       : k->n == 0 || k->s == 0 ? 0 : (size_t)(k->n * k->c * k->s);
   size_t channel_len = k->allocated ? (size_t)k->c : PROBE_ELEMENTS;
   size_t shard_len = k->allocated && k->op == OP_MERGE ? (size_t)k->k : PROBE_ELEMENTS;

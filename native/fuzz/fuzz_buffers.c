@@ -288,7 +288,10 @@ static void fill_merged_stats(Call *k, Reader *r) {
 /* sum_dy/sum_dy_xhat of bn_backward_from_sums: this shard's sums (whole batch when count is
  * n*s), or fuzzed values. */
 static void fill_sums(Call *k, Reader *r) {
-  if (take_u8(r) % 4 == 0 || !k->allocated || !k->given[R_SM] || !k->given[R_SI] || !k->given[R_DY]) {
+  int fused = k->act == BN_ACT_RELU || k->act == BN_ACT_ADD_RELU;
+  int inputs = k->given[R_SM] && k->given[R_SI] && k->given[R_DY] && k->given[R_X] &&
+               (k->given[R_Y] || !fused);
+  if (take_u8(r) % 4 == 0 || !k->allocated || !inputs) {
     fill_channels(k, R_SUM_DY, r);
     fill_channels(k, R_SUM_DYX, r);
     return;
