@@ -1,6 +1,6 @@
 /*
  * Shared declarations of the libFuzzer harness: one fuzzed call (Call), its buffers, and the
- * three parts that handle it:
+ * parts that handle it:
  *   fuzz_batchnorm.c  the entry point and the decoding of the input into calls;
  *   fuzz_buffers.c    exact-size buffers with canaries, their data, snapshots and comparisons;
  *   fuzz_checks.c     which pointers a call takes, the statuses it may return, the call itself,
