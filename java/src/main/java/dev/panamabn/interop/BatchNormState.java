@@ -39,20 +39,32 @@ import java.util.Objects;
  */
 public final class BatchNormState {
 
+    /** The key of gamma, float32 {@code (C)}, present when the module is affine. */
     public static final String WEIGHT = "weight";
+    /** The key of beta, float32 {@code (C)}, present when the module is affine. */
     public static final String BIAS = "bias";
+    /** The key of the running mean, float32 {@code (C)}, present when tracking running statistics. */
     public static final String RUNNING_MEAN = "running_mean";
+    /** The key of the running variance, float32 {@code (C)}, present when tracking running statistics. */
     public static final String RUNNING_VAR = "running_var";
+    /**
+     * The key of the count of training batches seen, int64 of shape {@code ()}, present when
+     * tracking running statistics.
+     */
     public static final String NUM_BATCHES_TRACKED = "num_batches_tracked";
 
     private BatchNormState() {
     }
 
     /**
-     * A copy of the module's state in PyTorch's key order, allocated in {@code arena}.
+     * Copies the module's state into {@code arena}, under PyTorch's keys and in PyTorch's order.
      *
-     * @param prefix empty or ending with {@code '.'}
+     * @param module the module whose state is copied
+     * @param prefix the prefix of every key: empty or ending with {@code '.'}
+     * @param arena the arena that allocates the copies
      * @return an unmodifiable map from prefixed keys to tensors
+     * @throws IllegalArgumentException when {@code prefix} is neither empty nor ends with {@code '.'}
+     * @throws IllegalStateException when the module is closed
      */
     public static Map<String, Tensor> stateDict(BatchNorm module, String prefix, Arena arena) {
         Objects.requireNonNull(module, "module");
@@ -76,12 +88,18 @@ public final class BatchNormState {
     }
 
     /**
-     * Loads the module's state from {@code state} (see the class comment).
+     * Loads the module's state from {@code state} (see the class comment): the module's weight,
+     * bias, running statistics and counter are overwritten.
      *
-     * @param prefix empty or ending with {@code '.'}
-     * @throws IllegalArgumentException for a missing or unexpected key, a wrong shape or dtype, or
-     *                                  a negative counter; the message names the key and nothing
-     *                                  is changed
+     * @param module the module to load
+     * @param state tensors by key, e.g. a whole file read by {@link Npz#read} or
+     *              {@link SafeTensors#read(java.nio.file.Path, Arena)}; keys outside
+     *              {@code prefix} are ignored
+     * @param prefix the prefix of the module's keys: empty or ending with {@code '.'}
+     * @throws IllegalArgumentException for a bad prefix, a missing or unexpected key, a wrong shape
+     *                                  or dtype, or a negative counter; the message names the key
+     *                                  and nothing is changed
+     * @throws IllegalStateException when the module is closed
      */
     public static void load(BatchNorm module, Map<String, Tensor> state, String prefix) {
         Objects.requireNonNull(module, "module");

@@ -39,6 +39,13 @@ public final class InferenceFolding {
      */
     public record ChannelAffine(float[] scale, float[] shift) {
 
+        /**
+         * Creates the map from copies of the arrays.
+         *
+         * @param scale {@code gamma / sqrt(var + eps)}, one per channel
+         * @param shift {@code beta - mean * scale}, one per channel
+         * @throws IllegalArgumentException when the arrays' lengths differ
+         */
         public ChannelAffine {
             scale = scale.clone();
             shift = shift.clone();
@@ -47,11 +54,17 @@ public final class InferenceFolding {
             }
         }
 
+        /**
+         * {@return a copy of the per-channel scale}
+         */
         @Override
         public float[] scale() {
             return scale.clone();
         }
 
+        /**
+         * {@return a copy of the per-channel shift}
+         */
         @Override
         public float[] shift() {
             return shift.clone();
@@ -75,20 +88,30 @@ public final class InferenceFolding {
     }
 
     /**
-     * The eval-mode affine map of a module with running statistics.
+     * Returns the eval-mode affine map of a module with running statistics, from its current
+     * weight, bias, running statistics and eps.
      *
+     * @param module the module; gamma 1 and beta 0 when it is not affine
+     * @return the map, one scale and one shift per channel
      * @throws IllegalStateException when the module does not track running statistics (its eval
-     *                               mode uses batch statistics, which no fixed map reproduces)
+     *                               mode uses batch statistics, which no fixed map reproduces), or
+     *                               is closed
      */
     public static ChannelAffine evalAffine(BatchNorm module) {
         return evalAffine(Parameters.of(module));
     }
 
     /**
-     * The eval-mode affine map from raw parameters, e.g. from a state dict.
+     * Returns the eval-mode affine map of raw parameters, e.g. from a state dict.
      *
-     * @param gamma the weight, or null for {@code affine=false} (gamma 1)
-     * @param beta the bias, or null for {@code affine=false} (beta 0)
+     * @param gamma the weight, C floats, or null for {@code affine=false} (gamma 1)
+     * @param beta the bias, C floats, or null for {@code affine=false} (beta 0)
+     * @param runningMean the running mean, C floats
+     * @param runningVar the running variance, C floats
+     * @param eps added to the variance before the square root
+     * @return the map, one scale and one shift per channel
+     * @throws IllegalArgumentException when the arrays' lengths differ, or {@code eps} is negative,
+     *                                  NaN or infinite
      */
     public static ChannelAffine evalAffine(float[] gamma, float[] beta, float[] runningMean, float[] runningVar,
                                            double eps) {
@@ -97,15 +120,20 @@ public final class InferenceFolding {
 
     /**
      * Folds the module into the layer before it, writing the folded weight and bias. The outputs
-     * may be the inputs (in place).
+     * may be the inputs (in place). Segments may be heap or native, float32 in the platform's byte
+     * order, of any alignment; each must hold at least the bytes its shape needs.
      *
+     * @param module the BatchNorm that follows the layer, with C channels
      * @param weight float32 {@code (C, K...)}: C the module's channels, the rest the layer's fan-in
      * @param weightShape the weight's dimensions, output channel first
      * @param bias float32 {@code (C)}, or null when the layer has none
      * @param foldedWeight float32 output of the weight's shape
      * @param foldedBias float32 output {@code (C)} (a layer without bias gets one)
-     * @throws IllegalArgumentException when a shape or size disagrees with the module's channels
-     * @throws IllegalStateException when the module does not track running statistics
+     * @throws IllegalArgumentException when {@code weightShape} has fewer than two dimensions, a
+     *                                  negative one, a first one other than C, or a size that
+     *                                  overflows a long; when a segment is
+     *                                  too small; or when an output is read-only
+     * @throws IllegalStateException when the module does not track running statistics, or is closed
      */
     public static void fold(BatchNorm module, MemorySegment weight, long[] weightShape, MemorySegment bias,
                             MemorySegment foldedWeight, MemorySegment foldedBias) {
@@ -126,9 +154,18 @@ public final class InferenceFolding {
 
     /**
      * Like {@link #fold(BatchNorm, MemorySegment, long[], MemorySegment, MemorySegment, MemorySegment)}
-     * on Java arrays, returning new ones.
+     * on Java arrays, returning new ones; the arguments are not changed.
      *
-     * @param bias the layer's bias, or null
+     * @param module the BatchNorm that follows the layer, with C channels
+     * @param weight the layer's weight {@code (C, K...)} in C order
+     * @param weightShape the weight's dimensions, output channel first
+     * @param bias the layer's bias, C floats, or null when the layer has none
+     * @return the folded weight, of the weight's shape, and the folded bias, C floats
+     * @throws IllegalArgumentException when {@code weightShape} has fewer than two dimensions, a
+     *                                  negative one, a first one other than C, or a size that
+     *                                  overflows a long, or when an array's
+     *                                  length does not match its shape
+     * @throws IllegalStateException when the module does not track running statistics, or is closed
      */
     public static FoldedLayer fold(BatchNorm module, float[] weight, long[] weightShape, float[] bias) {
         Objects.requireNonNull(weight, "weight");
@@ -157,16 +194,28 @@ public final class InferenceFolding {
      */
     public record FoldedLayer(float[] weight, float[] bias) {
 
+        /**
+         * Creates the layer from copies of the arrays.
+         *
+         * @param weight the folded weight
+         * @param bias the folded bias
+         */
         public FoldedLayer {
             weight = weight.clone();
             bias = bias.clone();
         }
 
+        /**
+         * {@return a copy of the folded weight}
+         */
         @Override
         public float[] weight() {
             return weight.clone();
         }
 
+        /**
+         * {@return a copy of the folded bias}
+         */
         @Override
         public float[] bias() {
             return bias.clone();

@@ -49,8 +49,12 @@ public final class Npy {
     }
 
     /**
-     * Reads a {@code .npy} file into a new segment of {@code arena}.
+     * Reads a {@code .npy} file into a new segment of {@code arena}, aligned to 64 bytes, in C
+     * order and the platform's byte order.
      *
+     * @param file the file to read
+     * @param arena the arena that allocates the data
+     * @return the array
      * @throws TensorFormatException when the file is malformed, truncated or has trailing bytes
      * @throws IOException when the file cannot be read
      */
@@ -66,8 +70,12 @@ public final class Npy {
 
     /**
      * Maps the data of a {@code .npy} file without copying: a read-only segment valid while
-     * {@code arena} is open.
+     * {@code arena} is open. One-dimensional arrays are accepted in either order, as their bytes
+     * are the same.
      *
+     * @param file the file to map
+     * @param arena the arena whose closing unmaps the file
+     * @return the array, a view of the file
      * @throws TensorFormatException when the file is malformed, truncated, has trailing bytes, is in
      *                               Fortran order or in the other byte order (use {@link #read})
      * @throws IOException when the file cannot be read or mapped
@@ -95,6 +103,8 @@ public final class Npy {
     /**
      * Writes {@code tensor} as a {@code .npy} file, replacing any file of that name.
      *
+     * @param file the file to write
+     * @param tensor the array; BFLOAT16 is written as its bit patterns under {@code '<u2'}
      * @throws IOException when the file cannot be written (the old file, if any, is left as it was)
      */
     public static void write(Path file, Tensor tensor) throws IOException {

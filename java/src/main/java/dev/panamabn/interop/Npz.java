@@ -37,6 +37,8 @@ public final class Npz {
     /**
      * Reads every array of a {@code .npz} file into {@code arena}, in the archive's order.
      *
+     * @param file the file to read
+     * @param arena the arena that allocates the arrays' data
      * @return the arrays by key (the entry name without {@code .npy}); an unmodifiable map
      * @throws TensorFormatException when the file is not a zip archive, an entry is not a
      *                               {@code .npy} file, a key appears twice, or an entry is malformed
@@ -77,7 +79,11 @@ public final class Npz {
 
     /**
      * Writes the arrays uncompressed, as {@code np.savez} does, replacing any file of that name.
+     * Each array is an entry {@code key.npy}, written as {@link Npy#write} writes a file, in the
+     * map's iteration order; an empty map gives an archive without entries.
      *
+     * @param file the file to write
+     * @param tensors the arrays by key
      * @throws IllegalArgumentException for an empty key
      * @throws IOException when the file cannot be written (the old file, if any, is left as it was)
      */
@@ -85,7 +91,15 @@ public final class Npz {
         write(file, tensors, false);
     }
 
-    /** Like {@link #write}, deflated, as {@code np.savez_compressed} does. */
+    /**
+     * Writes the arrays like {@link #write}, with every entry deflated, as
+     * {@code np.savez_compressed} does.
+     *
+     * @param file the file to write
+     * @param tensors the arrays by key
+     * @throws IllegalArgumentException for an empty key
+     * @throws IOException when the file cannot be written (the old file, if any, is left as it was)
+     */
     public static void writeCompressed(Path file, Map<String, Tensor> tensors) throws IOException {
         write(file, tensors, true);
     }

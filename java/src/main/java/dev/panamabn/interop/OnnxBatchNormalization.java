@@ -64,12 +64,26 @@ public final class OnnxBatchNormalization {
         this.training = training;
     }
 
-    /** Inference mode (the latest operator version). */
+    /**
+     * Returns the operator in inference mode, as of its latest version.
+     *
+     * @param epsilon added to the variance before the square root; finite and {@code >= 0}
+     * @return the operator
+     * @throws IllegalArgumentException when {@code epsilon} is negative, NaN or infinite
+     */
     public static OnnxBatchNormalization inference(double epsilon) {
         return new OnnxBatchNormalization(15, epsilon, DEFAULT_MOMENTUM, false);
     }
 
-    /** Training mode (the latest operator version); momentum weights the running value. */
+    /**
+     * Returns the operator in training mode, as of its latest version.
+     *
+     * @param epsilon added to the variance before the square root; finite and {@code >= 0}
+     * @param momentum ONNX's momentum, the weight of the running value, in {@code [0, 1]}
+     * @return the operator
+     * @throws IllegalArgumentException when {@code epsilon} is negative, NaN or infinite, or
+     *                                  {@code momentum} is outside {@code [0, 1]}
+     */
     public static OnnxBatchNormalization training(double epsilon, double momentum) {
         return new OnnxBatchNormalization(15, epsilon, momentum, true);
     }
@@ -83,9 +97,13 @@ public final class OnnxBatchNormalization {
      *                   take ONNX's defaults
      * @param outputCount how many outputs the node has (1 for Y only, 3 for Y, running_mean,
      *                    running_var)
+     * @return the operator
      * @throws IllegalArgumentException for an opset out of range, an attribute the version does not
-     *                                  have or a value it does not allow, or an output count that
-     *                                  does not fit the mode
+     *                                  have or a value it does not allow (a float for an int
+     *                                  attribute, {@code spatial} other than 1, an epsilon or
+     *                                  momentum out of range), or an output count that does not fit
+     *                                  the mode
+     * @throws NullPointerException when {@code attributes} or one of its values is null
      */
     public static OnnxBatchNormalization fromNode(int opset, Map<String, ? extends Number> attributes,
                                                   int outputCount) {
@@ -134,27 +152,42 @@ public final class OnnxBatchNormalization {
         return new OnnxBatchNormalization(version, epsilon, momentum, training);
     }
 
-    /** The operator version in force (6, 7, 9, 14 or 15). */
+    /**
+     * {@return the operator version in force: 6, 7, 9, 14 or 15}
+     */
     public int version() {
         return version;
     }
 
+    /**
+     * {@return the epsilon added to the variance before the square root}
+     */
     public double epsilon() {
         return epsilon;
     }
 
-    /** ONNX's momentum: the weight of the running value. */
+    /**
+     * {@return ONNX's momentum: the weight of the running value in the training update}
+     */
     public double momentum() {
         return momentum;
     }
 
+    /**
+     * {@return whether the operator runs in training mode (batch statistics, running statistics
+     * updated)}
+     */
     public boolean isTraining() {
         return training;
     }
 
     /**
-     * The {@link BatchNormOptions} of a module that behaves like this node: epsilon, the momentum
-     * converted to PyTorch's convention, and the biased running variance.
+     * Returns the {@link BatchNormOptions} of a module that behaves like this node: epsilon, the
+     * momentum converted to PyTorch's convention, and the biased running variance.
+     *
+     * @param channels the channel count C
+     * @return the options
+     * @throws IllegalArgumentException when {@code channels < 1}
      */
     public BatchNormOptions toOptions(int channels) {
         return BatchNormOptions.of(channels).withEps(epsilon).withMomentumOfRunning(momentum)
@@ -172,14 +205,19 @@ public final class OnnxBatchNormalization {
     }
 
     /**
-     * Runs the node on Java arrays.
+     * Runs the node on Java arrays; the arguments are not changed.
      *
      * @param x the input, {@code shape.elementCount()} floats
      * @param shape X's shape {@code (N, C, ...)}
-     * @param scale the per-channel scale, C floats (as are the next three)
+     * @param scale the per-channel scale, at least C floats (as are the next three; the first C
+     *              are used)
      * @param b the per-channel bias
      * @param inputMean the running mean (the statistics in inference)
      * @param inputVar the running variance
+     * @return Y, and in training mode the updated running statistics
+     * @throws IllegalArgumentException when {@code x.length} is not {@code shape.elementCount()},
+     *                                  the shape has more elements than a Java array holds, or a
+     *                                  per-channel array is shorter than C
      */
     public Outputs run(float[] x, Shape shape, float[] scale, float[] b, float[] inputMean, float[] inputVar) {
         Objects.requireNonNull(x, "x");
@@ -199,12 +237,21 @@ public final class OnnxBatchNormalization {
 
     /**
      * Runs the node on segments (heap or native, float32 in the platform's byte order). y may be x;
-     * runningMean and runningVar may be inputMean and inputVar (an in-place update).
+     * runningMean and runningVar may be inputMean and inputVar (an in-place update). When x or y is a heap segment, X and Y pass through Java arrays (a copy each).
      *
+     * @param x the input, at least {@code shape.elementCount()} floats
+     * @param shape X's shape {@code (N, C, ...)}
+     * @param scale the per-channel scale, at least C floats (as are the next three; the first C
+     *              are read)
+     * @param b the per-channel bias
+     * @param inputMean the running mean (the statistics in inference)
+     * @param inputVar the running variance
+     * @param y the output, writable, at least {@code shape.elementCount()} floats
      * @param runningMean output of C floats in training mode; null in inference
      * @param runningVar output of C floats in training mode; null in inference
-     * @throws IllegalArgumentException when a size is wrong, an output is read-only, or an output is
-     *                                  given (or missing) against the mode
+     * @throws IllegalArgumentException when a segment is too small, the shape has more than
+     *                                  {@code Integer.MAX_VALUE} channels, an output is read-only,
+     *                                  or an output is given (or missing) against the mode
      */
     public void run(MemorySegment x, Shape shape, MemorySegment scale, MemorySegment b, MemorySegment inputMean,
                     MemorySegment inputVar, MemorySegment y, MemorySegment runningMean, MemorySegment runningVar) {

@@ -65,9 +65,12 @@ public final class SafeTensors {
     /**
      * Maps every tensor of a safetensors file (see the class comment).
      *
+     * @param file the file to read
+     * @param arena the arena whose closing unmaps the file
      * @return the tensors by key in the header's order; an unmodifiable map
      * @throws TensorFormatException when the file is malformed or a tensor has an unsupported dtype
      * @throws IOException when the file cannot be read or mapped
+     * @throws UnsupportedOperationException on a big-endian platform
      */
     public static Map<String, Tensor> read(Path file, Arena arena) throws IOException {
         return read(file, arena, key -> true);
@@ -75,7 +78,17 @@ public final class SafeTensors {
 
     /**
      * Maps the tensors whose keys {@code keys} accepts, e.g. {@code k -> k.startsWith("layer1.0.bn1.")}.
-     * The whole header is still checked.
+     * The whole header is still checked; a dtype outside {@link ElementType} is refused only for
+     * an accepted key.
+     *
+     * @param file the file to read
+     * @param arena the arena whose closing unmaps the file
+     * @param keys which keys to map
+     * @return the accepted tensors by key in the header's order; an unmodifiable map
+     * @throws TensorFormatException when the file is malformed or an accepted tensor has an
+     *                               unsupported dtype
+     * @throws IOException when the file cannot be read or mapped
+     * @throws UnsupportedOperationException on a big-endian platform
      */
     public static Map<String, Tensor> read(Path file, Arena arena, Predicate<String> keys) throws IOException {
         Objects.requireNonNull(file, "file");
@@ -105,9 +118,13 @@ public final class SafeTensors {
     }
 
     /**
-     * The {@code __metadata__} of a safetensors file (empty when it has none).
+     * Reads the {@code __metadata__} of a safetensors file, checking the whole header.
      *
+     * @param file the file to read
+     * @return the metadata in the header's order, empty when it has none; an unmodifiable map
      * @throws TensorFormatException when the file is malformed
+     * @throws IOException when the file cannot be read
+     * @throws UnsupportedOperationException on a big-endian platform
      */
     public static Map<String, String> readMetadata(Path file) throws IOException {
         Objects.requireNonNull(file, "file");
@@ -117,7 +134,16 @@ public final class SafeTensors {
         }
     }
 
-    /** Writes the tensors with no metadata; see {@link #write(Path, Map, Map)}. */
+    /**
+     * Writes a safetensors file without metadata, replacing any file of that name; see
+     * {@link #write(Path, Map, Map)}.
+     *
+     * @param file the file to write
+     * @param tensors the tensors by key
+     * @throws IllegalArgumentException for an empty key or the key {@code __metadata__}
+     * @throws IOException when the file cannot be written (the old file, if any, is left as it was)
+     * @throws UnsupportedOperationException on a big-endian platform
+     */
     public static void write(Path file, Map<String, Tensor> tensors) throws IOException {
         write(file, tensors, Map.of());
     }
@@ -127,9 +153,13 @@ public final class SafeTensors {
      * reference implementation does (larger element types first, then by key, so that every
      * tensor is aligned) and the header is padded with spaces to a multiple of 8 bytes.
      *
-     * @param metadata string pairs for {@code __metadata__}, e.g. {@code Map.of("format", "pt")}
+     * @param file the file to write
+     * @param tensors the tensors by key
+     * @param metadata string pairs for {@code __metadata__}, e.g. {@code Map.of("format", "pt")};
+     *                 written only when not empty
      * @throws IllegalArgumentException for an empty key or the key {@code __metadata__}
      * @throws IOException when the file cannot be written (the old file, if any, is left as it was)
+     * @throws UnsupportedOperationException on a big-endian platform
      */
     public static void write(Path file, Map<String, Tensor> tensors, Map<String, String> metadata) throws IOException {
         Objects.requireNonNull(file, "file");

@@ -23,8 +23,11 @@ import java.util.Objects;
 public record Tensor(ElementType type, long[] shape, MemorySegment data) {
 
     /**
-     * Checks that the data holds exactly the elements of the shape.
+     * Creates a tensor over {@code data}, which is not copied; the shape is.
      *
+     * @param type the element type
+     * @param shape the dimensions, outermost first, each {@code >= 0}
+     * @param data the elements, exactly {@code type.byteSize() * elementCount()} bytes
      * @throws IllegalArgumentException for a negative dimension, a size that overflows a long, or
      *                                  data of another byte size
      */
@@ -39,50 +42,97 @@ public record Tensor(ElementType type, long[] shape, MemorySegment data) {
         }
     }
 
-    /** A tensor of {@code type} and {@code shape} with zeroed data allocated in {@code arena}. */
+    /**
+     * Allocates a tensor with zeroed data in {@code arena}, aligned to its element size (at most 8
+     * bytes).
+     *
+     * @param type the element type
+     * @param arena the arena that allocates, and owns, the data
+     * @param shape the dimensions, outermost first; none for a scalar
+     * @return a new tensor
+     * @throws IllegalArgumentException for a negative dimension or a size that overflows a long
+     */
     public static Tensor allocate(ElementType type, Arena arena, long... shape) {
         return new Tensor(type, shape, arena.allocate(byteSize(type, shape), Math.min(type.byteSize(), 8)));
     }
 
-    /** A float32 tensor viewing {@code values} (not copied). */
+    /**
+     * Returns a float32 tensor over a Java array, which is not copied.
+     *
+     * @param values the elements in C order
+     * @param shape the dimensions, outermost first; their product must be {@code values.length}
+     * @return a tensor whose data is {@code MemorySegment.ofArray(values)}
+     * @throws IllegalArgumentException for a negative dimension, or a shape of another element count
+     */
     public static Tensor ofFloats(float[] values, long... shape) {
         return new Tensor(ElementType.FLOAT32, shape, MemorySegment.ofArray(values));
     }
 
-    /** A float64 tensor viewing {@code values} (not copied). */
+    /**
+     * Returns a float64 tensor over a Java array, which is not copied.
+     *
+     * @param values the elements in C order
+     * @param shape the dimensions, outermost first; their product must be {@code values.length}
+     * @return a tensor whose data is {@code MemorySegment.ofArray(values)}
+     * @throws IllegalArgumentException for a negative dimension, or a shape of another element count
+     */
     public static Tensor ofDoubles(double[] values, long... shape) {
         return new Tensor(ElementType.FLOAT64, shape, MemorySegment.ofArray(values));
     }
 
-    /** An int64 tensor viewing {@code values} (not copied). */
+    /**
+     * Returns an int64 tensor over a Java array, which is not copied.
+     *
+     * @param values the elements in C order
+     * @param shape the dimensions, outermost first; their product must be {@code values.length}
+     * @return a tensor whose data is {@code MemorySegment.ofArray(values)}
+     * @throws IllegalArgumentException for a negative dimension, or a shape of another element count
+     */
     public static Tensor ofLongs(long[] values, long... shape) {
         return new Tensor(ElementType.INT64, shape, MemorySegment.ofArray(values));
     }
 
-    /** A copy of the dimensions. */
+    /**
+     * {@return a copy of the dimensions, outermost first}
+     */
     @Override
     public long[] shape() {
         return shape.clone();
     }
 
+    /**
+     * {@return the number of dimensions, 0 for a scalar}
+     */
     public int rank() {
         return shape.length;
     }
 
+    /**
+     * Returns one dimension.
+     *
+     * @param index the dimension's position, 0 for the outermost
+     * @return the size of that dimension
+     * @throws IndexOutOfBoundsException when {@code index} is not in {@code [0, rank())}
+     */
     public long dim(int index) {
         return shape[index];
     }
 
-    /** The product of the dimensions (1 for a scalar). */
+    /**
+     * {@return the number of elements: the product of the dimensions, 1 for a scalar}
+     */
     public long elementCount() {
         return elementCount(shape);
     }
 
     /**
-     * The same bytes as another type of the same size, e.g. bfloat16 bit patterns read from a
-     * {@code '<u2'} {@code .npy} file: {@code tensor.viewAs(ElementType.BFLOAT16)}.
+     * Returns the same bytes as another type of the same size, without a copy; e.g. bfloat16 bit
+     * patterns read from a {@code '<u2'} {@code .npy} file:
+     * {@code tensor.viewAs(ElementType.BFLOAT16)}.
      *
-     * @throws IllegalArgumentException when the sizes differ
+     * @param newType the element type to view the data as
+     * @return a tensor of {@code newType} with this shape and data
+     * @throws IllegalArgumentException when the element sizes differ
      */
     public Tensor viewAs(ElementType newType) {
         if (newType.byteSize() != type.byteSize()) {
@@ -92,7 +142,13 @@ public record Tensor(ElementType type, long[] shape, MemorySegment data) {
         return new Tensor(newType, shape, data);
     }
 
-    /** The same tensor with another shape of the same element count (no copy). */
+    /**
+     * Returns the same data under another shape of the same element count, without a copy.
+     *
+     * @param newShape the new dimensions, outermost first
+     * @return a tensor of this type and data with {@code newShape}
+     * @throws IllegalArgumentException for a negative dimension, or a shape of another element count
+     */
     public Tensor reshape(long... newShape) {
         if (elementCount(newShape) != elementCount()) {
             throw new IllegalArgumentException("cannot reshape " + Arrays.toString(shape) + " to "
@@ -102,8 +158,10 @@ public record Tensor(ElementType type, long[] shape, MemorySegment data) {
     }
 
     /**
-     * The elements as floats, rounded to nearest from float64.
+     * Copies the elements into a new float array, in C order. float16, bfloat16 and float32
+     * values are exact; float64 values are rounded to nearest.
      *
+     * @return the elements as floats
      * @throws IllegalStateException when the type is not floating-point, or the tensor has more than
      *                               {@code Integer.MAX_VALUE - 8} elements
      */
@@ -119,8 +177,10 @@ public record Tensor(ElementType type, long[] shape, MemorySegment data) {
     }
 
     /**
-     * The elements as doubles (exact for every floating-point type).
+     * Copies the elements into a new double array, in C order; every floating-point type converts
+     * exactly.
      *
+     * @return the elements as doubles
      * @throws IllegalStateException as {@link #toFloatArray()}
      */
     public double[] toDoubleArray() {
@@ -135,8 +195,9 @@ public record Tensor(ElementType type, long[] shape, MemorySegment data) {
     }
 
     /**
-     * The elements as longs (BOOL as 0 or 1).
+     * Copies the elements into a new long array, in C order; BOOL elements become 0 or 1.
      *
+     * @return the elements as longs
      * @throws IllegalStateException when the type is not an integer type, a UINT64 value exceeds
      *                               {@code Long.MAX_VALUE}, or the tensor is too large for an array
      */
@@ -151,6 +212,14 @@ public record Tensor(ElementType type, long[] shape, MemorySegment data) {
         return out;
     }
 
+    /**
+     * Compares this tensor with another: equal when both have the same element type, the same
+     * shape and equal data segments (by {@link MemorySegment#equals}: the same memory region, not
+     * equal contents).
+     *
+     * @param o the object to compare with
+     * @return whether {@code o} is a tensor equal to this one
+     */
     @Override
     public boolean equals(Object o) {
         return o instanceof Tensor other && type == other.type && Arrays.equals(shape, other.shape)

@@ -7,6 +7,8 @@
  * ({@link dev.panamabn.interop.InferenceFolding}); and ONNX's {@code BatchNormalization} operator
  * with ONNX's semantics ({@link dev.panamabn.interop.OnnxBatchNormalization}).
  *
- * <p>Conventions that differ between frameworks are listed in {@code docs/INTEROP.md}.
+ * <p>Unless otherwise noted, passing null to a method of a class in this package throws a
+ * {@code NullPointerException}. Conventions that differ between frameworks are listed in
+ * {@code docs/INTEROP.md}.
  */
 package dev.panamabn.interop;
