@@ -58,7 +58,14 @@ cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -n 1)
   echo "# sync_step benchmark: $cpu, $cores cores, $(date -u +%Y-%m-%d), whole batch $shape, $rounds rounds of $steps steps"
   for k in ${ranks//,/ }; do
     threads=$(( cores / k > 0 ? cores / k : 1 ))
-    mpirun --allow-run-as-root --oversubscribe -np "$k" "$jdk/bin/java" --enable-native-access=ALL-UNNAMED \
+    # Each rank on cores of its own for its threads (mpirun's default binds a rank to one core,
+    # which would put a rank's OpenMP threads on one core); unbound when oversubscribed.
+    if (( k * threads <= cores )); then
+      binding=(--map-by "slot:PE=$threads" --bind-to core)
+    else
+      binding=(--oversubscribe --bind-to none)
+    fi
+    mpirun --allow-run-as-root "${binding[@]}" -np "$k" "$jdk/bin/java" --enable-native-access=ALL-UNNAMED \
       -cp target/classes:target/test-classes dev.panamabn.bench.SyncStepBench \
       --shape "$shape" --threads "$threads" --rounds "$rounds" --steps "$steps"
   done
