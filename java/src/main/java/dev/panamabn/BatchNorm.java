@@ -9,8 +9,10 @@ import java.util.concurrent.locks.StampedLock;
 import java.util.function.Supplier;
 
 /**
- * Batch normalization over the channel dimension of float32 tensors, with the semantics of
- * PyTorch's {@code torch.nn.BatchNorm1d/2d/3d} (any rank 2..5; see {@link Shape}).
+ * Batch normalization over the channel dimension, with the semantics of PyTorch's
+ * {@code torch.nn.BatchNorm1d/2d/3d} (any rank 2..5; see {@link Shape}), for float32, bfloat16
+ * and float16 tensors in channels-first or channels-last layout, with fused ReLU and Add+ReLU
+ * epilogues, and the statistics as public phases for data-parallel training.
  *
  * <p>The module owns its state in native memory, in an arena of its own that {@link #close()}
  * frees: weight (gamma) and bias (beta) with their gradients when {@code affine}, running mean and
@@ -57,19 +59,23 @@ import java.util.function.Supplier;
  * </ul>
  *
  * <h2>Arguments</h2>
- * Tensors are contiguous float32 in NCHW order, given as native {@link MemorySegment}s (passed to
- * native code without a copy; a segment may be longer than the shape needs) or as {@code float[]}
- * (passed without a copy through critical downcalls, which hold off the garbage collector while
- * the kernel runs: prefer segments for large tensors). The {@link Arena} overloads allocate the
- * output in the caller's arena first, without holding the module's lock, and then check the
- * segment it returned like any other output. Every argument is checked before any state changes;
- * a rejected call changes nothing (counter, running statistics, gradients, the statistics saved
- * for backward, outputs):
+ * Tensors are contiguous, described by a {@link TensorSpec}: the logical shape
+ * {@code (N, C, ...)}, the {@link Layout} (channels-first NCHW or channels-last NHWC) and the
+ * {@link DataType} (float32, bfloat16, float16). A {@link Shape} alone is a float32 channels-first
+ * spec. Tensors are {@link MemorySegment}s, passed to native code without a copy: native memory,
+ * or heap segments over Java arrays ({@code MemorySegment.ofArray(float[])}, {@code ofArray(short[])}
+ * for the 16-bit types), which go through critical downcalls that hold off the garbage collector
+ * while the kernel runs (prefer native memory for large tensors); {@code float[]} overloads exist
+ * for float32 NCHW. A segment may be longer than the spec needs. The {@link Arena} overloads
+ * allocate the output in the caller's arena first, without holding the module's lock, and then
+ * check the segment it returned like any other output. Every argument is checked before any
+ * state changes; a rejected call changes nothing (counter, running statistics, gradients, the
+ * statistics saved for backward, outputs):
  * <ul>
  *   <li>{@link NullPointerException}: a null argument.</li>
  *   <li>{@link IllegalArgumentException}: channel count other than {@code numFeatures}, a segment
- *       or array smaller than the shape, a heap segment where a native one is needed, a segment
- *       not aligned to 4 bytes, a read-only output, an output that overlaps an input or the
+ *       or array smaller than the spec, a segment not aligned to its element size, a read-only
+ *       output, an output that overlaps an input or the
  *       module's own buffers, one value per channel in training.</li>
  *   <li>{@link IllegalStateException}: a closed module, a segment whose arena is closed, a
  *       backward without a matching forward or a second one, a counter at {@code Long.MAX_VALUE}
@@ -79,9 +85,25 @@ import java.util.function.Supplier;
  * The module's state changes only after the native call has returned successfully, so a call
  * that fails for any reason, including an exception thrown by the JDK or by the caller's arena
  * half-way through, leaves it as it was. In-place use is supported in one form each:
- * {@code forward(x, shape, x)} (y is x: the same address and size) and
- * {@code backward(dy, x, shape, dy)} (dx is dy). Any other overlap between an output and an
- * input is rejected.
+ * {@code forward(x, spec, x)} (y is x: the same address and size), {@code backward(dy, x, spec, dy)}
+ * (dx is dy), and for the fused backward of Add+ReLU dx or dz (not both) may be dy. Any other
+ * overlap between an output and an input, or between two outputs, is rejected.
+ *
+ * <h2>Fused epilogues</h2>
+ * {@link #forwardRelu} computes {@code relu(bn(x))} and {@link #forwardAddRelu}
+ * {@code relu(bn(x) + z)} (a residual block's end) in one pass over memory; their backward,
+ * {@link #backwardRelu} and {@link #backwardAddRelu}, takes the forward's output y to mask dy.
+ * A backward must match its forward: the same spec and the same epilogue.
+ *
+ * <h2>Data-parallel training</h2>
+ * A batch split across replicas (threads or processes, each with its own module) is normalised
+ * with the statistics of the whole batch in three phases per pass: {@link #batchStats} on each
+ * shard, an exchange, {@link ChannelStats#merge} in a fixed order, then
+ * {@link #forward(MemorySegment, TensorSpec, MemorySegment, ChannelStats)}; backward is
+ * {@link #backwardSums}, an exchange, {@link GradSums#sum}, then
+ * {@link #backward(MemorySegment, MemorySegment, TensorSpec, MemorySegment, GradSums, GradSums, BackwardOption...)}.
+ * Every replica then holds the same bits of the statistics, as one module on the whole batch
+ * would (within the rounding of a different summation order).
  *
  * <h2>Thread safety</h2>
  * A module may be shared between threads. Calls that change its state (training-mode forward,
@@ -162,7 +184,6 @@ public final class BatchNorm implements AutoCloseable {
      *                          error, not an {@code IllegalArgumentException}, because the same
      *                          count fits on a larger machine. Also when an allocation fails: then
      *                          whatever was allocated is freed before the error is thrown
-     * @throws UnsupportedOperationException for {@link BatchNormOptions.RunningVariance#BIASED}
      */
     public static BatchNorm create(BatchNormOptions options) {
         return create(options, Arena::ofShared);
@@ -171,10 +192,6 @@ public final class BatchNorm implements AutoCloseable {
     /** {@link #create(BatchNormOptions)} with the module's arena from {@code arenas}: tests inject failures. */
     static BatchNorm create(BatchNormOptions options, Supplier<Arena> arenas) {
         Objects.requireNonNull(options, "options");
-        if (options.runningVariance() != BatchNormOptions.RunningVariance.UNBIASED) {
-            throw new UnsupportedOperationException("the running-variance rule " + options.runningVariance()
-                    + " is not implemented by this BatchNorm (only UNBIASED, PyTorch's)");
-        }
         NativeLibrary.ensureLoaded();
         ModuleMemory.checkFits(options);
         ModuleMemory memory = ModuleMemory.allocate(arenas.get(), options);
@@ -229,37 +246,37 @@ public final class BatchNorm implements AutoCloseable {
     /**
      * Normalises {@code x} into {@code y} (which may be {@code x} itself).
      *
-     * @param x the input, native, at least {@code shape.elementCount()} floats
-     * @param shape the shape of x and y; its channel count must equal {@code numFeatures}
-     * @param y the output, native and writable, at least {@code shape.elementCount()} floats
+     * @param x the input: native memory, or a heap segment over a Java array
+     * @param spec the shape, layout and element type of x and y (a {@link Shape} for float32
+     *             channels-first); its channel count must equal {@code numFeatures}
+     * @param y the output, writable, at least {@code spec.byteSize()} bytes
      */
-    public void forward(MemorySegment x, Shape shape, MemorySegment y) {
-        Objects.requireNonNull(x, "x");
-        Objects.requireNonNull(shape, "shape");
-        Objects.requireNonNull(y, "y");
-        forward(x, null, shape, y, null);
+    public void forward(MemorySegment x, TensorSpec spec, MemorySegment y) {
+        forward(Epilogue.NONE, x, null, spec, y, null);
     }
 
     /**
-     * Like {@link #forward(MemorySegment, Shape, MemorySegment)}, with y allocated in
+     * Like {@link #forward(MemorySegment, TensorSpec, MemorySegment)}, with y allocated in
      * {@code arena} first; the segment the arena returns is checked like a caller's y.
      *
-     * @param x the input, native, at least {@code shape.elementCount()} floats
-     * @param shape the shape of x and y; its channel count must equal {@code numFeatures}
-     * @param arena where y is allocated ({@code shape.elementCount()} floats, 4-byte aligned)
+     * @param x the input
+     * @param spec the shape, layout and element type of x and y
+     * @param arena where y is allocated ({@code spec.byteSize()} bytes)
      * @return y
      */
-    public MemorySegment forward(MemorySegment x, Shape shape, Arena arena) {
+    public MemorySegment forward(MemorySegment x, TensorSpec spec, Arena arena) {
         Objects.requireNonNull(x, "x");
-        Objects.requireNonNull(shape, "shape");
+        Objects.requireNonNull(spec, "spec");
         Objects.requireNonNull(arena, "arena");
-        MemorySegment y = Segments.allocateOutput("y", arena, ops.tensorBytes(shape));
-        forward(x, null, shape, y, null);
+        ops.checkChannels(spec);
+        MemorySegment y = Segments.allocateOutput("y", arena, spec);
+        forward(Epilogue.NONE, x, null, spec, y, null);
         return y;
     }
 
     /**
-     * Like {@link #forward(MemorySegment, Shape, MemorySegment)} on Java arrays, without copying them.
+     * Like {@link #forward(MemorySegment, TensorSpec, MemorySegment)} on float32 channels-first
+     * Java arrays, without copying them.
      *
      * @param x the input, at least {@code shape.elementCount()} floats
      * @param shape the shape of x and y; its channel count must equal {@code numFeatures}
@@ -269,16 +286,89 @@ public final class BatchNorm implements AutoCloseable {
         Objects.requireNonNull(x, "x");
         Objects.requireNonNull(shape, "shape");
         Objects.requireNonNull(y, "y");
-        forward(null, x, shape, null, y);
-    }
-
-    /** Either the segments (xs, ys) or the arrays (xa, ya) are given. */
-    private void forward(MemorySegment xs, float[] xa, Shape shape, MemorySegment ys, float[] ya) {
-        long bytes = ops.tensorBytes(shape);
         long stamp = lockForForward();
         try {
             ensureOpen();
-            ops.forward(xs, xa, shape, bytes, ys, ya, training);
+            ops.forward(x, shape, y, training);
+        } finally {
+            lock.unlock(stamp);
+            Reference.reachabilityFence(this);
+        }
+    }
+
+    /**
+     * {@code y = relu(bn(x))} in one pass over memory (PyTorch's {@code relu(bn(x))}); backward
+     * with {@link #backwardRelu}.
+     *
+     * @param x the input
+     * @param spec the shape, layout and element type of x and y
+     * @param y the output; may be {@code x}
+     */
+    public void forwardRelu(MemorySegment x, TensorSpec spec, MemorySegment y) {
+        forward(Epilogue.RELU, x, null, spec, y, null);
+    }
+
+    /**
+     * {@code y = relu(bn(x) + z)} in one pass over memory, the end of a residual block (PyTorch's
+     * {@code relu(bn(x) + identity)}); backward with {@link #backwardAddRelu}.
+     *
+     * @param x the input
+     * @param z the residual, of x's spec
+     * @param spec the shape, layout and element type of x, z and y
+     * @param y the output; may be {@code x}, not {@code z}
+     */
+    public void forwardAddRelu(MemorySegment x, MemorySegment z, TensorSpec spec, MemorySegment y) {
+        Objects.requireNonNull(z, "z");
+        forward(Epilogue.ADD_RELU, x, z, spec, y, null);
+    }
+
+    /**
+     * The per-channel statistics of {@code x}, a shard of a batch split across replicas, for
+     * {@link ChannelStats#merge}. Changes nothing.
+     *
+     * @param x this replica's shard of the batch
+     * @param spec the shape, layout and element type of x
+     * @return the shard's count, mean and m2 per channel
+     */
+    public ChannelStats batchStats(MemorySegment x, TensorSpec spec) {
+        Objects.requireNonNull(x, "x");
+        Objects.requireNonNull(spec, "spec");
+        ensureOpen();
+        try {
+            return ops.batchStats(x, spec);
+        } finally {
+            Reference.reachabilityFence(this);
+        }
+    }
+
+    /**
+     * Training forward of a shard with the statistics of the whole batch: normalises {@code x}
+     * with {@code batch} (merged from every shard's {@link #batchStats}), moves the running
+     * statistics once towards {@code batch} (the unbiased variance with {@code batch.count()}
+     * values), adds one to the counter, and keeps the statistics for
+     * {@link #backward(MemorySegment, MemorySegment, TensorSpec, MemorySegment, GradSums, GradSums, BackwardOption...)}.
+     * With one shard this is {@link #forward(MemorySegment, TensorSpec, MemorySegment)}.
+     *
+     * @param x this replica's shard of the batch
+     * @param spec the shape, layout and element type of x and y
+     * @param y the output; may be {@code x}
+     * @param batch the statistics of the whole batch, at least this shard's {@code N * S} values
+     * @throws IllegalStateException in eval mode with running statistics
+     */
+    public void forward(MemorySegment x, TensorSpec spec, MemorySegment y, ChannelStats batch) {
+        Objects.requireNonNull(batch, "batch");
+        forward(Epilogue.NONE, x, null, spec, y, batch);
+    }
+
+    private void forward(Epilogue epilogue, MemorySegment x, MemorySegment z, TensorSpec spec, MemorySegment y,
+                         ChannelStats batch) {
+        Objects.requireNonNull(x, "x");
+        Objects.requireNonNull(spec, "spec");
+        Objects.requireNonNull(y, "y");
+        long stamp = lockForForward();
+        try {
+            ensureOpen();
+            ops.forward(epilogue, x, z, spec, y, training, batch);
         } finally {
             lock.unlock(stamp);
             Reference.reachabilityFence(this);
@@ -306,82 +396,20 @@ public final class BatchNorm implements AutoCloseable {
     // ---- backward ----
 
     /**
-     * Computes dx from dy for the last forward pass (same shape, same mode) and adds the weight and
-     * bias gradients into {@link #weightGrad()} and {@link #biasGrad()} when affine. Uses up that
-     * forward's statistics: the next backward needs a new forward.
+     * {@link #backward(MemorySegment, MemorySegment, TensorSpec, MemorySegment, BackwardOption...)}
+     * without options (no varargs array per call).
      *
-     * @param dy the gradient of the loss with respect to y, native
-     * @param x the input of the forward pass, native
-     * @param shape the shape of the forward pass
-     * @param dx the output, native and writable; may be {@code dy} itself
-     * @throws IllegalStateException without a matching forward, or after a backward of it
+     * @param dy the gradient of the loss with respect to y
+     * @param x the input of the forward pass
+     * @param spec the spec of the forward pass
+     * @param dx the output, writable; may be {@code dy} itself
      */
-    public void backward(MemorySegment dy, MemorySegment x, Shape shape, MemorySegment dx) {
-        Objects.requireNonNull(dy, "dy");
-        Objects.requireNonNull(x, "x");
-        Objects.requireNonNull(shape, "shape");
-        Objects.requireNonNull(dx, "dx");
-        backward(dy, null, x, null, shape, dx, null, false);
+    public void backward(MemorySegment dy, MemorySegment x, TensorSpec spec, MemorySegment dx) {
+        backward(Epilogue.NONE, dy, null, x, spec, dx, null, NO_OPTIONS, null, null);
     }
 
     /**
-     * {@link #backward(MemorySegment, MemorySegment, Shape, MemorySegment)} with options.
-     *
-     * @param dy the gradient of the loss with respect to y, native
-     * @param x the input of the forward pass, native
-     * @param shape the shape of the forward pass
-     * @param dx the output, native and writable; may be {@code dy} itself
-     * @param options {@link BackwardOption#RETAIN_STATISTICS} keeps the forward's statistics for
-     *                another backward
-     */
-    public void backward(MemorySegment dy, MemorySegment x, Shape shape, MemorySegment dx, BackwardOption... options) {
-        Objects.requireNonNull(dy, "dy");
-        Objects.requireNonNull(x, "x");
-        Objects.requireNonNull(shape, "shape");
-        Objects.requireNonNull(dx, "dx");
-        backward(dy, null, x, null, shape, dx, null, BackwardOption.retains(options));
-    }
-
-    /**
-     * Like {@link #backward(MemorySegment, MemorySegment, Shape, MemorySegment)}, with dx allocated
-     * in {@code arena} first; the segment the arena returns is checked like a caller's dx.
-     *
-     * @param dy the gradient of the loss with respect to y, native
-     * @param x the input of the forward pass, native
-     * @param shape the shape of the forward pass
-     * @param arena where dx is allocated ({@code shape.elementCount()} floats, 4-byte aligned)
-     * @return dx
-     */
-    public MemorySegment backward(MemorySegment dy, MemorySegment x, Shape shape, Arena arena) {
-        return backward(dy, x, shape, arena, NO_OPTIONS);
-    }
-
-    /**
-     * {@link #backward(MemorySegment, MemorySegment, Shape, Arena)} with options.
-     *
-     * @param dy the gradient of the loss with respect to y, native
-     * @param x the input of the forward pass, native
-     * @param shape the shape of the forward pass
-     * @param arena where dx is allocated ({@code shape.elementCount()} floats, 4-byte aligned)
-     * @param options {@link BackwardOption#RETAIN_STATISTICS} keeps the forward's statistics for
-     *                another backward
-     * @return dx
-     */
-    public MemorySegment backward(MemorySegment dy, MemorySegment x, Shape shape, Arena arena,
-                                  BackwardOption... options) {
-        Objects.requireNonNull(dy, "dy");
-        Objects.requireNonNull(x, "x");
-        Objects.requireNonNull(shape, "shape");
-        Objects.requireNonNull(arena, "arena");
-        boolean retain = BackwardOption.retains(options);
-        MemorySegment dx = Segments.allocateOutput("dx", arena, ops.tensorBytes(shape));
-        backward(dy, null, x, null, shape, dx, null, retain);
-        return dx;
-    }
-
-    /**
-     * Like {@link #backward(MemorySegment, MemorySegment, Shape, MemorySegment)} on Java arrays,
-     * without copying them.
+     * {@link #backward(float[], float[], Shape, float[], BackwardOption...)} without options.
      *
      * @param dy the gradient of the loss with respect to y
      * @param x the input of the forward pass
@@ -389,41 +417,175 @@ public final class BatchNorm implements AutoCloseable {
      * @param dx the output; may be {@code dy} itself, not {@code x}
      */
     public void backward(float[] dy, float[] x, Shape shape, float[] dx) {
-        Objects.requireNonNull(dy, "dy");
-        Objects.requireNonNull(x, "x");
-        Objects.requireNonNull(shape, "shape");
-        Objects.requireNonNull(dx, "dx");
-        backward(null, dy, null, x, shape, null, dx, false);
+        backward(dy, x, shape, dx, NO_OPTIONS);
+    }
+
+    private static final BackwardOption[] NO_OPTIONS = {};
+
+    /**
+     * Computes dx from dy for the last forward pass (same spec, same mode, a plain
+     * {@code forward}) and adds the weight and bias gradients into {@link #weightGrad()} and
+     * {@link #biasGrad()} when affine. Uses up that forward's statistics: the next backward needs
+     * a new forward, unless {@link BackwardOption#RETAIN_STATISTICS} is given.
+     *
+     * @param dy the gradient of the loss with respect to y
+     * @param x the input of the forward pass
+     * @param spec the spec of the forward pass
+     * @param dx the output, writable; may be {@code dy} itself
+     * @param options {@link BackwardOption#RETAIN_STATISTICS} keeps the forward's statistics for
+     *                another backward
+     * @throws IllegalStateException without a matching forward, or after a backward of it
+     */
+    public void backward(MemorySegment dy, MemorySegment x, TensorSpec spec, MemorySegment dx,
+                         BackwardOption... options) {
+        backward(Epilogue.NONE, dy, null, x, spec, dx, null, options, null, null);
     }
 
     /**
-     * {@link #backward(float[], float[], Shape, float[])} with options.
+     * Like {@link #backward(MemorySegment, MemorySegment, TensorSpec, MemorySegment, BackwardOption...)},
+     * with dx allocated in {@code arena} first; the segment the arena returns is checked like a
+     * caller's dx.
+     *
+     * @param dy the gradient of the loss with respect to y
+     * @param x the input of the forward pass
+     * @param spec the spec of the forward pass
+     * @param arena where dx is allocated ({@code spec.byteSize()} bytes)
+     * @param options {@link BackwardOption#RETAIN_STATISTICS} keeps the forward's statistics
+     * @return dx
+     */
+    public MemorySegment backward(MemorySegment dy, MemorySegment x, TensorSpec spec, Arena arena,
+                                  BackwardOption... options) {
+        Objects.requireNonNull(dy, "dy");
+        Objects.requireNonNull(x, "x");
+        Objects.requireNonNull(spec, "spec");
+        Objects.requireNonNull(arena, "arena");
+        BackwardOption.retains(options);
+        ops.checkChannels(spec);
+        MemorySegment dx = Segments.allocateOutput("dx", arena, spec);
+        backward(Epilogue.NONE, dy, null, x, spec, dx, null, options, null, null);
+        return dx;
+    }
+
+    /**
+     * Like {@link #backward(MemorySegment, MemorySegment, TensorSpec, MemorySegment, BackwardOption...)}
+     * on float32 channels-first Java arrays, without copying them.
      *
      * @param dy the gradient of the loss with respect to y
      * @param x the input of the forward pass
      * @param shape the shape of the forward pass
      * @param dx the output; may be {@code dy} itself, not {@code x}
-     * @param options {@link BackwardOption#RETAIN_STATISTICS} keeps the forward's statistics for
-     *                another backward
+     * @param options {@link BackwardOption#RETAIN_STATISTICS} keeps the forward's statistics
      */
     public void backward(float[] dy, float[] x, Shape shape, float[] dx, BackwardOption... options) {
         Objects.requireNonNull(dy, "dy");
         Objects.requireNonNull(x, "x");
         Objects.requireNonNull(shape, "shape");
         Objects.requireNonNull(dx, "dx");
-        backward(null, dy, null, x, shape, null, dx, BackwardOption.retains(options));
-    }
-
-    private static final BackwardOption[] NO_OPTIONS = {};
-
-    /** Either the segments (dys, xs, dxs) or the arrays (dya, xa, dxa) are given. */
-    private void backward(MemorySegment dys, float[] dya, MemorySegment xs, float[] xa, Shape shape,
-                          MemorySegment dxs, float[] dxa, boolean retain) {
-        long bytes = ops.tensorBytes(shape);
+        boolean retain = BackwardOption.retains(options);
         long stamp = lock.writeLock();
         try {
             ensureOpen();
-            ops.backward(dys, dya, xs, xa, shape, bytes, dxs, dxa, training, retain);
+            ops.backward(dy, x, shape, dx, training, retain);
+        } finally {
+            lock.unlockWrite(stamp);
+            Reference.reachabilityFence(this);
+        }
+    }
+
+    /**
+     * The backward of {@link #forwardRelu}: dy is masked where the forward's output is not
+     * positive (ReLU's gradient at 0 is 0), then as
+     * {@link #backward(MemorySegment, MemorySegment, TensorSpec, MemorySegment, BackwardOption...)}.
+     *
+     * @param dy the gradient of the loss with respect to y
+     * @param y the output of the forward pass
+     * @param x the input of the forward pass
+     * @param spec the spec of the forward pass
+     * @param dx the output; may be {@code dy} itself
+     * @param options {@link BackwardOption#RETAIN_STATISTICS} keeps the forward's statistics
+     */
+    public void backwardRelu(MemorySegment dy, MemorySegment y, MemorySegment x, TensorSpec spec, MemorySegment dx,
+                             BackwardOption... options) {
+        Objects.requireNonNull(y, "y");
+        backward(Epilogue.RELU, dy, y, x, spec, dx, null, options, null, null);
+    }
+
+    /**
+     * The backward of {@link #forwardAddRelu}: g, dy masked where the forward's output is not
+     * positive, goes to the residual ({@code dz = g}) and through the normalisation to dx.
+     *
+     * @param dy the gradient of the loss with respect to y
+     * @param y the output of the forward pass
+     * @param x the input of the forward pass
+     * @param spec the spec of the forward pass
+     * @param dx the gradient with respect to x; may be {@code dy} itself
+     * @param dz the gradient with respect to the residual z; may be {@code dy} itself (not both)
+     * @param options {@link BackwardOption#RETAIN_STATISTICS} keeps the forward's statistics
+     */
+    public void backwardAddRelu(MemorySegment dy, MemorySegment y, MemorySegment x, TensorSpec spec,
+                                MemorySegment dx, MemorySegment dz, BackwardOption... options) {
+        Objects.requireNonNull(y, "y");
+        Objects.requireNonNull(dz, "dz");
+        backward(Epilogue.ADD_RELU, dy, y, x, spec, dx, dz, options, null, null);
+    }
+
+    /**
+     * This shard's backward sums for the last forward pass (a plain {@code forward}, in training
+     * mode or without running statistics), for {@link GradSums#sum}. Changes nothing.
+     *
+     * @param dy the gradient of the loss with respect to this shard's y
+     * @param x this shard's input of the forward pass
+     * @param spec the spec of the forward pass
+     * @return the shard's sums, also its share of the weight and bias gradients
+     */
+    public GradSums backwardSums(MemorySegment dy, MemorySegment x, TensorSpec spec) {
+        Objects.requireNonNull(dy, "dy");
+        Objects.requireNonNull(x, "x");
+        Objects.requireNonNull(spec, "spec");
+        long stamp = lock.writeLock();
+        try {
+            ensureOpen();
+            return ops.backwardSums(dy, x, spec, training);
+        } finally {
+            lock.unlockWrite(stamp);
+            Reference.reachabilityFence(this);
+        }
+    }
+
+    /**
+     * Backward of a shard from the sums of the whole batch: dx of this shard with
+     * {@code total.count()} values per channel, and this shard's share of the weight and bias
+     * gradients ({@code shard}'s sums) added into {@link #weightGrad()} and {@link #biasGrad()},
+     * so that the gradients summed over replicas are those of the whole batch.
+     *
+     * @param dy the gradient of the loss with respect to this shard's y
+     * @param x this shard's input of the forward pass
+     * @param spec the spec of the forward pass
+     * @param dx the output; may be {@code dy} itself
+     * @param shard this shard's sums, from {@link #backwardSums}
+     * @param total the sums of every shard, from {@link GradSums#sum}; their count must be the
+     *              count of the statistics the forward normalised with
+     * @param options {@link BackwardOption#RETAIN_STATISTICS} keeps the forward's statistics
+     */
+    public void backward(MemorySegment dy, MemorySegment x, TensorSpec spec, MemorySegment dx, GradSums shard,
+                         GradSums total, BackwardOption... options) {
+        Objects.requireNonNull(shard, "shard");
+        Objects.requireNonNull(total, "total");
+        backward(Epilogue.NONE, dy, null, x, spec, dx, null, options, shard, total);
+    }
+
+    private void backward(Epilogue epilogue, MemorySegment dy, MemorySegment y, MemorySegment x, TensorSpec spec,
+                          MemorySegment dx, MemorySegment dz, BackwardOption[] options, GradSums shard,
+                          GradSums total) {
+        Objects.requireNonNull(dy, "dy");
+        Objects.requireNonNull(x, "x");
+        Objects.requireNonNull(spec, "spec");
+        Objects.requireNonNull(dx, "dx");
+        boolean retain = BackwardOption.retains(options);
+        long stamp = lock.writeLock();
+        try {
+            ensureOpen();
+            ops.backward(epilogue, dy, y, x, spec, dx, dz, training, retain, shard, total);
         } finally {
             lock.unlockWrite(stamp);
             Reference.reachabilityFence(this);
@@ -483,8 +645,9 @@ public final class BatchNorm implements AutoCloseable {
     }
 
     /**
-     * The running variance (unbiased, as PyTorch stores it; ONNX, DL4J and oneDNN store the biased
-     * one).
+     * The running variance: it moves towards the unbiased batch variance, as PyTorch's does, or
+     * towards the biased one with {@link BatchNormOptions.RunningVariance#BIASED} (ONNX, DL4J,
+     * oneDNN).
      *
      * @return a view of the module's running variance
      * @throws IllegalStateException without trackRunningStats, or closed

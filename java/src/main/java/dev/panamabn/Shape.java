@@ -4,10 +4,12 @@ import java.util.Arrays;
 import java.util.Objects;
 
 /**
- * The shape of a contiguous float32 tensor {@code (N, C, spatial...)} in PyTorch's layout (NCHW):
+ * The logical shape {@code (N, C, spatial...)} of a contiguous tensor, in PyTorch's order:
  * rank 2 {@code (N, C)} and 3 {@code (N, C, L)} for BatchNorm1d, rank 4 {@code (N, C, H, W)} for
  * BatchNorm2d, rank 5 {@code (N, C, D, H, W)} for BatchNorm3d. The module views it as
- * {@code (N, C, S)} with S the product of the spatial dimensions.
+ * {@code (N, C, S)} with S the product of the spatial dimensions. As a {@link TensorSpec}, a
+ * shape alone describes a float32 tensor in the channels-first layout (NCHW);
+ * {@link #channelsLast()} and {@link TensorSpec#with(DataType)} describe the others.
  *
  * <p>Every dimension is {@code >= 0} except C, which is {@code >= 1}. An empty tensor (N = 0, or a
  * spatial dimension 0) is a valid shape, as in PyTorch. The native kernel indexes with 64-bit
@@ -19,7 +21,7 @@ import java.util.Objects;
  *
  * @param dims the dimensions, outermost first
  */
-public record Shape(long[] dims) {
+public record Shape(long[] dims) implements TensorSpec {
 
     private static final String LIMIT = "4 * N * C * S bytes, 4 * C * S bytes (one sample) and 8 * C bytes"
             + " (the per-channel statistics) must each be < 2^63";
@@ -150,6 +152,45 @@ public record Shape(long[] dims) {
      */
     public long valuesPerChannel() {
         return dims[0] * spatial();
+    }
+
+    /**
+     * This shape, as a spec.
+     *
+     * @return this
+     */
+    @Override
+    public Shape shape() {
+        return this;
+    }
+
+    /**
+     * A shape alone is channels-first.
+     *
+     * @return {@link Layout#CHANNELS_FIRST}
+     */
+    @Override
+    public Layout layout() {
+        return Layout.CHANNELS_FIRST;
+    }
+
+    /**
+     * A shape alone is float32.
+     *
+     * @return {@link DataType#FLOAT32}
+     */
+    @Override
+    public DataType dataType() {
+        return DataType.FLOAT32;
+    }
+
+    /**
+     * The spec of a float32 channels-last tensor of this shape (NHWC for a rank-4 shape).
+     *
+     * @return the spec
+     */
+    public TensorSpec channelsLast() {
+        return with(Layout.CHANNELS_LAST);
     }
 
     @Override

@@ -29,14 +29,14 @@ final class InvalidCallRunner {
     /** Every argument of every public method, each perturbed on its own. */
     enum Fault {
         F_X_NULL, F_SHAPE_NULL, F_Y_NULL, F_WRONG_CHANNELS, F_X_TOO_SMALL, F_Y_TOO_SMALL, F_Y_READ_ONLY,
-        F_X_CLOSED, F_Y_CLOSED, F_X_MISALIGNED, F_Y_MISALIGNED, F_Y_OVERLAPS_X, F_X_OVERLAPS_Y, F_X_HEAP, F_Y_HEAP,
+        F_X_CLOSED, F_Y_CLOSED, F_X_MISALIGNED, F_Y_MISALIGNED, F_Y_OVERLAPS_X, F_X_OVERLAPS_Y, F_X_HEAP_SHORT, F_Y_HEAP_READ_ONLY,
         F_X_OTHER_THREAD, F_Y_OTHER_THREAD, F_ONE_VALUE_PER_CHANNEL, F_Y_IS_MODULE_STATE,
         F_X_OVERLAPS_RUNNING_STATS,
         FA_ARENA_NULL, FA_ARENA_CLOSED, FA_ARENA_OTHER_THREAD, FA_X_CLOSED,
         FR_X_NULL, FR_Y_NULL, FR_X_SHORT, FR_Y_SHORT, FR_WRONG_CHANNELS,
         B_DY_NULL, B_X_NULL, B_SHAPE_NULL, B_DX_NULL, B_DY_SHORT, B_X_SHORT, B_DX_SHORT, B_DX_READ_ONLY,
         B_DY_CLOSED, B_X_CLOSED, B_DX_CLOSED, B_DY_MISALIGNED, B_X_MISALIGNED, B_DX_MISALIGNED,
-        B_DX_OVERLAPS_DY, B_DX_OVERLAPS_X, B_DX_IS_X, B_DY_HEAP, B_X_HEAP, B_DX_HEAP, B_DX_OTHER_THREAD,
+        B_DX_OVERLAPS_DY, B_DX_OVERLAPS_X, B_DX_IS_X, B_DY_HEAP_SHORT, B_X_HEAP_SHORT, B_DX_HEAP_OVERLAPS_DY, B_DX_OTHER_THREAD,
         B_SHAPE_MISMATCH, B_WRONG_CHANNELS, B_AFTER_MODE_CHANGE, B_DX_IS_MODULE_STATE,
         BR_DX_IS_X, BR_DY_SHORT, BR_DX_NULL, BA_ARENA_CLOSED,
         O_EPS, O_MOMENTUM, O_FEATURES, S_SHAPE, P_THREADS, M_COUNTER, M_ABSENT_BUFFER
@@ -277,13 +277,13 @@ final class InvalidCallRunner {
                 expected = new Expected(IllegalArgumentException.class, "y");
                 call = () -> bn.forward(yLate ? early : late, shape, yLate ? late : early);
             }
-            case F_X_HEAP -> {
+            case F_X_HEAP_SHORT -> {
                 expected = new Expected(IllegalArgumentException.class, "x");
-                call = () -> bn.forward(MemorySegment.ofArray(x.clone()), shape, y);
+                call = () -> bn.forward(MemorySegment.ofArray(new float[(int) count - 1]), shape, y);
             }
-            case F_Y_HEAP -> {
+            case F_Y_HEAP_READ_ONLY -> {
                 expected = new Expected(IllegalArgumentException.class, "y");
-                call = () -> bn.forward(xs, shape, MemorySegment.ofArray(new float[(int) count]));
+                call = () -> bn.forward(xs, shape, MemorySegment.ofArray(new float[(int) count]).asReadOnly());
             }
             case F_X_OTHER_THREAD -> {
                 expected = new Expected(WrongThreadException.class, "x");
@@ -314,7 +314,7 @@ final class InvalidCallRunner {
             }
             case F_X_OVERLAPS_RUNNING_STATS -> {
                 if (!(bn.isTraining() && bn.options().trackRunningStats())) {
-                    checkFault(Fault.F_X_HEAP);
+                    checkFault(Fault.F_X_HEAP_SHORT);
                     return;
                 }
                 Shape two = Shape.of(2, channels);
@@ -440,17 +440,20 @@ final class InvalidCallRunner {
                 expected = new Expected(IllegalArgumentException.class, "dx");
                 call = () -> bn.backward(dy, xs, shape, xs);
             }
-            case B_DY_HEAP -> {
+            case B_DY_HEAP_SHORT -> {
                 expected = new Expected(IllegalArgumentException.class, "dy");
-                call = () -> bn.backward(MemorySegment.ofArray(new float[(int) count]), xs, shape, dx);
+                call = () -> bn.backward(MemorySegment.ofArray(new float[(int) count - 1]), xs, shape, dx);
             }
-            case B_X_HEAP -> {
+            case B_X_HEAP_SHORT -> {
                 expected = new Expected(IllegalArgumentException.class, "x");
-                call = () -> bn.backward(dy, MemorySegment.ofArray(x.clone()), shape, dx);
+                call = () -> bn.backward(dy, MemorySegment.ofArray(new float[(int) count - 1]), shape, dx);
             }
-            case B_DX_HEAP -> {
+            case B_DX_HEAP_OVERLAPS_DY -> {
+                // One array: dy at its start, dx one element later.
+                MemorySegment both = MemorySegment.ofArray(new float[(int) count + 1]);
                 expected = new Expected(IllegalArgumentException.class, "dx");
-                call = () -> bn.backward(dy, xs, shape, MemorySegment.ofArray(new float[(int) count]));
+                call = () -> bn.backward(both.asSlice(0, count * Float.BYTES), xs, shape,
+                        both.asSlice(Float.BYTES, count * Float.BYTES));
             }
             case B_DX_OTHER_THREAD -> {
                 expected = new Expected(WrongThreadException.class, "dx");
