@@ -54,7 +54,7 @@ public final class SyncDemo {
             for (InProcessCollective member : InProcessCollective.group(k)) {
                 threads.add(Thread.ofPlatform().start(() -> {
                     try {
-                        ok[member.rank()] = train(member, "thread");
+                        ok[member.rank()] = train(member, "threads");
                     } catch (RuntimeException e) {
                         member.abort(e); // the other threads stop waiting at once
                         throw e;
@@ -76,7 +76,7 @@ public final class SyncDemo {
             System.exit(2);
         }
         try (MpiCollective world = MpiCollective.world()) {
-            if (!train(world, "process")) {
+            if (!train(world, "processes")) {
                 MpiCollective.abort(1);
             }
         } catch (Throwable e) {
@@ -101,14 +101,13 @@ public final class SyncDemo {
         double momentum = options.momentum().orElseThrow();
         try (SyncBatchNorm bn = SyncBatchNorm.create(options, collective); Arena arena = Arena.ofConfined()) {
             if (rank == 0) {
-                System.out.printf(Locale.ROOT, "sync demo: %d ranks (%ss), batch %d of %s, %d steps%n", k, kind,
+                System.out.printf(Locale.ROOT, "sync demo: %d ranks (%s), batch %d of %s, %d steps%n", k, kind,
                         BATCH, SAMPLE, STEPS);
             }
             MemorySegment x = arena.allocate(ValueLayout.JAVA_FLOAT, Math.max(1, n * perSample));
             MemorySegment y = arena.allocate(ValueLayout.JAVA_FLOAT, Math.max(1, n * perSample));
             MemorySegment dy = arena.allocate(ValueLayout.JAVA_FLOAT, Math.max(1, n * perSample));
             MemorySegment dx = arena.allocate(ValueLayout.JAVA_FLOAT, Math.max(1, n * perSample));
-            long start = System.nanoTime();
             for (int step = 0; step < STEPS; step++) {
                 float[] whole = batch(step);
                 MemorySegment.copy(whole, (int) (from * perSample), x, ValueLayout.JAVA_FLOAT, 0, (int) (n * perSample));
@@ -152,14 +151,13 @@ public final class SyncDemo {
                 }
                 runningUpdate(whole, momentum, expectedMean, expectedVar);
             }
-            double ms = (System.nanoTime() - start) / 1e6 / STEPS;
-            return check(bn, collective, n, expectedMean, expectedVar, ms);
+            return check(bn, collective, n, expectedMean, expectedVar);
         }
     }
 
     /** This rank's running statistics against the double-precision ones, and against every rank's bits. */
     private static boolean check(SyncBatchNorm bn, Collective collective, int n, double[] expectedMean,
-                                 double[] expectedVar, double ms) {
+                                 double[] expectedVar) {
         double worst = 0;
         double[] bits = new double[2 * CHANNELS];
         for (int c = 0; c < CHANNELS; c++) {
@@ -175,10 +173,11 @@ public final class SyncDemo {
             same &= java.util.Arrays.equals(other, bits);
         }
         boolean ok = worst <= TOLERANCE && same;
-        System.out.printf(Locale.ROOT,
-                "rank %d of %d: %2d samples, %.2f ms per step; running statistics vs the whole batches in double:"
-                        + " %.1e relative (bound %.0e), same bits on every rank: %s -> %s%n",
-                collective.rank(), collective.size(), n, ms, worst, TOLERANCE, same, ok ? "ok" : "FAILED");
+        // One println per rank: a single write, so that the ranks' lines do not interleave.
+        System.out.println(String.format(Locale.ROOT,
+                "rank %d of %d: %2d samples; running statistics vs the whole batches in double: %.1e relative"
+                        + " (bound %.0e), same bits on every rank: %s -> %s",
+                collective.rank(), collective.size(), n, worst, TOLERANCE, same, ok ? "ok" : "FAILED"));
         return ok;
     }
 
