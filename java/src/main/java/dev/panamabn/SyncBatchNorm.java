@@ -173,8 +173,8 @@ public final class SyncBatchNorm implements AutoCloseable {
         try {
             checkUsable();
             if (!module.isTraining() && module.options().trackRunningStats()) {
-                module.forward(x, spec, y);
                 pendingExchanged = false;
+                module.forward(x, spec, y);
                 return;
             }
             int mode = module.isTraining() ? SyncMessage.TRAINING : SyncMessage.EVAL_BATCH_STATS;
@@ -194,8 +194,15 @@ public final class SyncBatchNorm implements AutoCloseable {
             double[][] all = exchange(message, "forward", refusal);
             int c = module.options().numFeatures();
             List<ChannelStats> shards = new ArrayList<>(all.length);
-            for (double[] m : all) {
-                shards.add(ChannelStats.of(SyncMessage.count(m), SyncMessage.first(m, c), SyncMessage.second(m, c)));
+            for (int r = 0; r < all.length; r++) {
+                try {
+                    shards.add(ChannelStats.of(SyncMessage.count(all[r]), SyncMessage.first(all[r], c),
+                            SyncMessage.second(all[r], c)));
+                } catch (IllegalArgumentException e) {
+                    // A collective that delivered other values than were sent; every rank sees them.
+                    throw new IllegalStateException("rank " + r + "'s statistics arrived unusable: " + e.getMessage(),
+                            e);
+                }
             }
             ChannelStats merged = ChannelStats.merge(shards);
             // Every rank now expects a synchronised backward; if this rank's forward still fails,
@@ -291,8 +298,14 @@ public final class SyncBatchNorm implements AutoCloseable {
                 throw e;
             }
             exchanges++;
-            throw new IllegalStateException("the ranks disagree in the " + pass + " exchange: channels differ: "
-                    + channelsOfEach(e.lengths()) + " (a message is " + SyncMessage.HEADER + " + 2C doubles)", e);
+            IllegalStateException mismatch = new IllegalStateException("the ranks disagree in the " + pass
+                    + " exchange: channels differ: " + channelsOfEach(e.lengths()) + " (a message is "
+                    + SyncMessage.HEADER + " + 2C doubles)", e);
+            if (refusal != null) {
+                refusal.addSuppressed(mismatch);
+                throw refusal;
+            }
+            throw mismatch;
         }
         exchanges++;
         checkShape(all, message.length);

@@ -163,6 +163,30 @@ class SyncMismatchTest {
         }
     }
 
+    /**
+     * A NaN in one rank's shard: its statistics are refused there (ChannelStats holds finite
+     * values only), and every other rank names that rank; nothing changes anywhere.
+     */
+    @Test
+    void aNanInOneShard() throws Exception {
+        List<Outcome> outcomes = forwardOnEachRank(3, (r, arena) -> {
+            Call c = Call.of(arena, BatchNormOptions.of(5), spec(2, 5), true);
+            if (r == 1) {
+                c.x().setAtIndex(ValueLayout.JAVA_FLOAT, 7, Float.NaN);
+            }
+            return c;
+        });
+        assertInstanceOf(IllegalArgumentException.class, outcomes.get(1).error());
+        for (int r : new int[] {0, 2}) {
+            assertTrue(outcomes.get(r).error().getMessage().startsWith("rank(s) [1] refused their input"),
+                    outcomes.get(r).error().getMessage());
+        }
+        for (Outcome o : outcomes) {
+            assertEquals(0, o.counter());
+            assertEquals(0, o.runningMean0());
+        }
+    }
+
     /** Layers called in different orders on different ranks. */
     @Test
     void layersOutOfOrder() throws Exception {
