@@ -93,6 +93,24 @@ public final class SyncMpiMain {
             }
         }
 
+        // A caller's communicator by its Fortran handle: Open MPI's MPI_COMM_WORLD is 0 and
+        // MPI_COMM_SELF is 1.
+        try (MpiCollective again = MpiCollective.of(0, Duration.ofSeconds(60));
+             MpiCollective self = MpiCollective.of(1, Duration.ofSeconds(60))) {
+            if (again.rank() != rank || again.size() != k || again.allgather(new double[] {rank})[k - 1][0] != k - 1) {
+                failures.add("MpiCollective.of(MPI_COMM_WORLD): " + again);
+            }
+            if (self.rank() != 0 || self.size() != 1 || self.allgather(new double[] {rank})[0][0] != rank) {
+                failures.add("MpiCollective.of(MPI_COMM_SELF): " + self);
+            }
+        }
+        try {
+            MpiCollective.of(123456, Duration.ofSeconds(1)).close();
+            failures.add("no error for a handle that names no communicator");
+        } catch (IllegalArgumentException expected) {
+            // the message names the handle
+        }
+
         Agreement agreement = new Agreement();
         BatchNormOptions options = BatchNormOptions.of(6);
         int[][] splits = {evenSplit(k, 3), unevenSplit(k)};
