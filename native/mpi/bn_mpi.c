@@ -98,6 +98,20 @@ static MPI_Comm comm_of(int32_t handle) {
     return c;
 }
 
+/*
+ * The common start of a call on a communicator: *mpi_error cleared, MPI usable, the handle
+ * naming a communicator (*c). The caller has checked its other pointers and mpi_error.
+ */
+static int32_t enter(MPI_Comm *c, int32_t comm, int32_t *mpi_error) {
+    *mpi_error = MPI_SUCCESS;
+    int32_t status = usable();
+    if (status != BN_MPI_OK) {
+        return status;
+    }
+    *c = comm_of(comm);
+    return *c == MPI_COMM_NULL ? BN_MPI_ERR_BAD_ARGUMENT : BN_MPI_OK;
+}
+
 int32_t bn_mpi_init(int32_t *initialized_here, int32_t *thread_level, int32_t *mpi_error) {
     if (initialized_here == NULL || thread_level == NULL || mpi_error == NULL) {
         return BN_MPI_ERR_BAD_ARGUMENT;
@@ -166,14 +180,10 @@ int32_t bn_mpi_comm_dup(int32_t *dup, int32_t comm, int32_t *mpi_error) {
     if (dup == NULL || mpi_error == NULL) {
         return BN_MPI_ERR_BAD_ARGUMENT;
     }
-    *mpi_error = MPI_SUCCESS;
-    int32_t status = usable();
+    MPI_Comm c = MPI_COMM_NULL;
+    int32_t status = enter(&c, comm, mpi_error);
     if (status != BN_MPI_OK) {
         return status;
-    }
-    MPI_Comm c = comm_of(comm);
-    if (c == MPI_COMM_NULL) {
-        return BN_MPI_ERR_BAD_ARGUMENT;
     }
     MPI_Comm copy = MPI_COMM_NULL;
     status = from_mpi(MPI_Comm_dup(c, &copy), mpi_error);
@@ -193,13 +203,12 @@ int32_t bn_mpi_comm_free(int32_t comm, int32_t *mpi_error) {
     if (mpi_error == NULL) {
         return BN_MPI_ERR_BAD_ARGUMENT;
     }
-    *mpi_error = MPI_SUCCESS;
-    int32_t status = usable();
+    MPI_Comm c = MPI_COMM_NULL;
+    int32_t status = enter(&c, comm, mpi_error);
     if (status != BN_MPI_OK) {
         return status;
     }
-    MPI_Comm c = comm_of(comm);
-    if (c == MPI_COMM_NULL || c == MPI_COMM_WORLD || c == MPI_COMM_SELF) {
+    if (c == MPI_COMM_WORLD || c == MPI_COMM_SELF) {
         return BN_MPI_ERR_BAD_ARGUMENT;
     }
     return from_mpi(MPI_Comm_free(&c), mpi_error);
@@ -209,14 +218,10 @@ int32_t bn_mpi_comm_rank_size(int32_t *rank, int32_t *size, int32_t comm, int32_
     if (rank == NULL || size == NULL || mpi_error == NULL) {
         return BN_MPI_ERR_BAD_ARGUMENT;
     }
-    *mpi_error = MPI_SUCCESS;
-    int32_t status = usable();
+    MPI_Comm c = MPI_COMM_NULL;
+    int32_t status = enter(&c, comm, mpi_error);
     if (status != BN_MPI_OK) {
         return status;
-    }
-    MPI_Comm c = comm_of(comm);
-    if (c == MPI_COMM_NULL) {
-        return BN_MPI_ERR_BAD_ARGUMENT;
     }
     int r = 0, k = 0;
     status = from_mpi(MPI_Comm_rank(c, &r), mpi_error);
@@ -277,14 +282,10 @@ int32_t bn_mpi_allgather(double *gathered, int64_t *lengths, const double *value
     if (gathered == NULL || lengths == NULL || mpi_error == NULL || (values == NULL && count > 0)) {
         return BN_MPI_ERR_BAD_ARGUMENT;
     }
-    *mpi_error = MPI_SUCCESS;
-    int32_t status = usable();
+    MPI_Comm c = MPI_COMM_NULL;
+    int32_t status = enter(&c, comm, mpi_error);
     if (status != BN_MPI_OK) {
         return status;
-    }
-    MPI_Comm c = comm_of(comm);
-    if (c == MPI_COMM_NULL) {
-        return BN_MPI_ERR_BAD_ARGUMENT;
     }
     int size = 0;
     status = from_mpi(MPI_Comm_size(c, &size), mpi_error);
@@ -293,8 +294,9 @@ int32_t bn_mpi_allgather(double *gathered, int64_t *lengths, const double *value
     }
     const double deadline = timeout_seconds > 0 ? seconds_now() + timeout_seconds : INFINITY;
 
-    // First the counts (any count, even a bad one): a mismatched MPI_Allgather is undefined behaviour (truncation, garbage
-    // or a hang), a mismatch seen by every rank is a clear error on every rank.
+    // First the counts (any count, even a bad one): a mismatched MPI_Allgather is undefined
+    // behaviour (truncation, garbage or a hang), a mismatch seen by every rank is a clear error
+    // on every rank.
     MPI_Request request;
     int64_t mine = count;
     status = from_mpi(MPI_Iallgather(&mine, 1, MPI_INT64_T, lengths, 1, MPI_INT64_T, c, &request), mpi_error);

@@ -30,16 +30,8 @@ final class Replica {
         try (Arena arena = Arena.ofConfined();
              SyncBatchNorm bn = SyncBatchNorm.create(w.options(), collective)) {
             Steps steps = new Steps(w, arena, bn.module(), w.offset(rank), w.shardSizes()[rank]);
-            for (int t = 0; t < w.steps(); t++) {
-                steps.load(t);
-                bn.forward(steps.x, steps.spec, steps.y);
-                bn.backward(steps.dy, steps.x, steps.spec, steps.dx);
-                steps.record();
-            }
-            bn.eval();
-            steps.load(0);
-            bn.forward(steps.x, steps.spec, steps.y);
-            return steps.result();
+            return steps.run(() -> bn.forward(steps.x, steps.spec, steps.y),
+                    () -> bn.backward(steps.dy, steps.x, steps.spec, steps.dx));
         }
     }
 
@@ -48,16 +40,8 @@ final class Replica {
         try (Arena arena = Arena.ofConfined();
              BatchNorm bn = BatchNorm.create(w.options())) {
             Steps steps = new Steps(w, arena, bn, 0, w.total());
-            for (int t = 0; t < w.steps(); t++) {
-                steps.load(t);
-                bn.forward(steps.x, steps.spec, steps.y);
-                bn.backward(steps.dy, steps.x, steps.spec, steps.dx);
-                steps.record();
-            }
-            bn.eval();
-            steps.load(0);
-            bn.forward(steps.x, steps.spec, steps.y);
-            return steps.result();
+            return steps.run(() -> bn.forward(steps.x, steps.spec, steps.y),
+                    () -> bn.backward(steps.dy, steps.x, steps.spec, steps.dx));
         }
     }
 
@@ -92,6 +76,20 @@ final class Replica {
                 MemorySegment.copy(w.weight(), 0, module.weight(), ValueLayout.JAVA_FLOAT, 0, w.channels());
                 MemorySegment.copy(w.bias(), 0, module.bias(), ValueLayout.JAVA_FLOAT, 0, w.channels());
             }
+        }
+
+        /** The workload's training steps, then an eval forward of step 0's input. */
+        Result run(Runnable forward, Runnable backward) {
+            for (int t = 0; t < w.steps(); t++) {
+                load(t);
+                forward.run();
+                backward.run();
+                record();
+            }
+            module.eval();
+            load(0);
+            forward.run();
+            return result();
         }
 
         void load(int step) {
