@@ -243,9 +243,12 @@ static double seconds_now(void) {
 
 /*
  * Waits for a nonblocking collective until `deadline` (seconds_now() time; +inf: no bound).
- * Spins first (an exchange between ranks in step completes in microseconds), then yields
- * (oversubscribed ranks share cores), then sleeps with a back-off up to 1 ms, so that a rank
- * waiting for a slow peer leaves the cores to the ranks still computing.
+ * Spins first (an exchange between ranks in step completes in microseconds), then yields, which
+ * keeps answering at once while leaving an oversubscribed core to the ranks still computing:
+ * ranks drift apart by a few milliseconds between exchanges, and a rank asleep when the last one
+ * arrives would hold up the exchange's second round (the values follow the lengths) until it
+ * woke. Only a wait past 100 ms, a rank that is not in step at all, sleeps, with a back-off up
+ * to 1 ms.
  */
 static int32_t wait_until(MPI_Request *request, double deadline, int32_t *mpi_error) {
     if (isinf(deadline)) {
@@ -267,7 +270,7 @@ static int32_t wait_until(MPI_Request *request, double deadline, int32_t *mpi_er
         if (waited < 50e-6) {
             continue;
         }
-        if (waited < 1e-3) {
+        if (waited < 0.1) {
             sched_yield();
             continue;
         }

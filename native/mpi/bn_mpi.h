@@ -95,7 +95,7 @@ BN_MPI_API int32_t bn_mpi_comm_rank_size(int32_t *rank, int32_t *size, int32_t c
  * count must be in 0..INT_MAX.
  *
  * timeout_seconds > 0 bounds the wait for the slowest rank (nonblocking collectives polled with
- * a back-off: spin, then yield, then sleep up to 1 ms). After BN_MPI_ERR_TIMEOUT the collective
+ * a back-off: spin, then yield, and after 100 ms sleep up to 1 ms). After BN_MPI_ERR_TIMEOUT the collective
  * is still pending inside MPI and the communicator must not be used again: the process should
  * end (mpirun then ends the job). timeout_seconds <= 0 (or NaN) waits without a bound.
  */

@@ -99,7 +99,7 @@ public final class SyncStepBench {
                 localNs[r] = syncFirst ? second : first;
                 exchangeNs[r] = timed.takeNanos() / (double) steps;
             }
-            double[] mine = {median(syncNs), median(localNs), median(exchangeNs)};
+            double[] mine = {median(syncNs), median(localNs), median(exchangeNs), timed.medianCallNanos()};
             double[][] all = world.allgather(mine);
             if (rank == 0) {
                 report(all, dims, k, threads, timed.calls() / (double) ((long) rounds * steps + warmup));
@@ -124,10 +124,12 @@ public final class SyncStepBench {
         double sync = 0;
         double local = 0;
         double exchange = 0;
+        double call = Double.MAX_VALUE;
         for (double[] rank : all) {
             sync = Math.max(sync, rank[0]);
             local = Math.max(local, rank[1]);
             exchange = Math.max(exchange, rank[2]);
+            call = Math.min(call, rank[3]);
         }
         String shape = dims[0] + "x" + dims[1] + "x" + dims[2] + "x" + dims[3];
         int total = k * threads;
@@ -136,10 +138,10 @@ public final class SyncStepBench {
         System.out.printf(Locale.ROOT, "%s,nchw,f32,sync_step,panama-batchnorm-local-%dranks,%d,warm,%.0f%n", shape, k,
                 total, local);
         System.out.printf(Locale.ROOT, "# sync_step %d ranks x %d threads, shard %dx%dx%dx%d: synchronised %.3f ms, "
-                        + "local %.3f ms (%.2fx); exchange %.1f us per step (%.1f%% of the synchronised step), "
-                        + "%.2f collective calls per step%n",
+                        + "local %.3f ms (%.2fx); in the exchange %.1f us per step (%.1f%% of the synchronised step, "
+                        + "waits for the slowest rank included; median call %.1f us), %.2f collective calls per step%n",
                 k, threads, dims[0] / k, dims[1], dims[2], dims[3], sync / 1e6, local / 1e6, sync / local,
-                exchange / 1e3, 100 * exchange / sync, exchangesPerStep);
+                exchange / 1e3, 100 * exchange / sync, call / 1e3, exchangesPerStep);
     }
 
     private static MemorySegment fill(MemorySegment s, long seed) {
@@ -161,6 +163,8 @@ public final class SyncStepBench {
         private final Collective inner;
         private long nanos;
         private long calls;
+        // Each call's time, for the median: the transfer itself, without the waits for a late rank.
+        private final long[] each = new long[1 << 16];
 
         TimedCollective(Collective inner) {
             this.inner = inner;
@@ -182,8 +186,9 @@ public final class SyncStepBench {
             try {
                 return inner.allgather(values);
             } finally {
-                nanos += System.nanoTime() - start;
-                calls++;
+                long t = System.nanoTime() - start;
+                nanos += t;
+                each[(int) (calls++ & (each.length - 1))] = t;
             }
         }
 
@@ -195,6 +200,12 @@ public final class SyncStepBench {
 
         long calls() {
             return calls;
+        }
+
+        double medianCallNanos() {
+            long[] t = Arrays.copyOf(each, (int) Math.min(calls, each.length));
+            Arrays.sort(t);
+            return t.length == 0 ? 0 : t[t.length / 2];
         }
     }
 }
