@@ -36,5 +36,5 @@ fi
 jdk=$(bash scripts/check-jdk.sh --print-home 25)
 version=$(sed -n 's/^  <version>\(.*\)<\/version>/\1/p' pom.xml | head -n 1)
 exec "$jdk/bin/java" --enable-native-access=dev.panamabn \
-  --module-path "target/panama-batchnorm-$version.jar" --add-modules dev.panamabn \
+  --module-path "target/panama-batchnorm-$version.jar:target/lib" --add-modules dev.panamabn \
   -cp target/test-classes dev.panamabn.demo.Demo

@@ -30,8 +30,10 @@ int32_t bn_merge_stats(int64_t *count, double *mean, double *m2, const int64_t *
         return BN_ERR_NULL_POINTER;
     if (k < 0 || c < 1)
         return BN_ERR_BAD_SIZE;
-    int64_t kc, total = 0;
-    if (__builtin_mul_overflow(k, c, &kc) || __builtin_mul_overflow(kc, (int64_t)8, &kc))
+    /* the outputs' C doubles too, also when there are no partials */
+    int64_t kc, cb, total = 0;
+    if (__builtin_mul_overflow(k, c, &kc) || __builtin_mul_overflow(kc, (int64_t)8, &kc) ||
+        __builtin_mul_overflow(c, (int64_t)8, &cb))
         return BN_ERR_SIZE_OVERFLOW;
     for (int64_t i = 0; i < k; i++) {
         if (counts[i] < 0)

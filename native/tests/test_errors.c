@@ -213,6 +213,8 @@ static void variants(void) {
     static const int64_t huge[2] = {INT64_MAX, 1};
     EXPECT(BN_ERR_SIZE_OVERFLOW, bn_merge_stats(&count, sm, si, huge, means, m2s, 2, C));
     CHECK(count == -7, "a failed merge wrote its count");
+    /* no partials, but C doubles of output that no buffer can hold */
+    EXPECT(BN_ERR_SIZE_OVERFLOW, bn_merge_stats(&count, sm, si, NULL, NULL, NULL, 0, (int64_t)1 << 60));
     EXPECT(BN_ERR_BAD_COUNT, bn_forward_from_stats(y, sm, si, rm, rv, x, NULL, w, b, cm, ci, 7, 2,
                                                    C, 4, BN_LAYOUT_NCS, BN_F32, BN_ACT_NONE,
                                                    1e-5, 0.1, 0));

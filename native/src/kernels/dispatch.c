@@ -1,7 +1,14 @@
+#include <cpuid.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../bn.h"
+
+/* F16C from cpuid leaf 1 (ECX bit 29): older clang's __builtin_cpu_supports does not know it. */
+static int has_f16c(void) {
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) != 0;
+}
 
 /*
  * Chosen once per process; the choice is cached without a lock, since every thread that races to
@@ -17,7 +24,7 @@ const bn_kernels *bn_kernels_select(void) {
     int cap_avx2 = cap_generic || (cap != NULL && strcmp(cap, "avx2") == 0);
     __builtin_cpu_init();
     int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-               __builtin_cpu_supports("f16c");
+               has_f16c();
     int avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                  __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
     if (avx512 && !cap_avx2)

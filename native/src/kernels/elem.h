@@ -6,6 +6,7 @@
 #ifndef BN_ELEM_H
 #define BN_ELEM_H
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -19,6 +20,17 @@ static inline float bn_bits_float(uint32_t u) {
     float f;
     memcpy(&f, &u, sizeof f);
     return f;
+}
+
+/* d to float truncated toward zero, with the last bit set when inexact (rounding to odd). */
+static inline float bn_double_to_float_odd(double d) {
+    float f = (float)d;
+    if ((double)f == d || d != d)
+        return f;
+    uint32_t u = bn_float_bits(f);
+    if (fabs((double)f) > fabs(d))
+        u -= 1; /* one step toward zero: float bits are sign and magnitude */
+    return bn_bits_float(u | 1u);
 }
 
 static inline float bn_bf16_to_float(uint16_t h) {

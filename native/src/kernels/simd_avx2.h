@@ -44,6 +44,28 @@ static inline vf vf_join(vd lo, vd hi) {
     return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(lo)), _mm256_cvtpd_ps(hi), 1);
 }
 
+/*
+ * Like vf_join, rounded to odd (see simd_avx512.h for why): rounded to nearest, stepped back
+ * toward zero when that overshot, and the last bit set when inexact.
+ */
+static inline __m128i bn_pd_mask_epi32(__m256d m) {
+    __m256i i = _mm256_permutevar8x32_epi32(_mm256_castpd_si256(m), _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6));
+    return _mm256_castsi256_si128(i);
+}
+static inline __m128 bn_pd_ps_odd(vd d) {
+    __m128 f = _mm256_cvtpd_ps(d);
+    __m256d back = _mm256_cvtps_pd(f);
+    __m256d sign = _mm256_set1_pd(-0.0);
+    __m256d over = _mm256_cmp_pd(_mm256_andnot_pd(sign, back), _mm256_andnot_pd(sign, d), _CMP_GT_OQ);
+    __m256d inexact = _mm256_cmp_pd(back, d, _CMP_NEQ_UQ);
+    __m128i bits = _mm_add_epi32(_mm_castps_si128(f), bn_pd_mask_epi32(over));
+    bits = _mm_or_si128(bits, _mm_and_si128(bn_pd_mask_epi32(inexact), _mm_set1_epi32(1)));
+    return _mm_castsi128_ps(bits);
+}
+static inline vf vf_join_odd(vd lo, vd hi) {
+    return _mm256_insertf128_ps(_mm256_castps128_ps256(bn_pd_ps_odd(lo)), bn_pd_ps_odd(hi), 1);
+}
+
 static inline vf vf_mask_pos(vf g, vf y) {
     return _mm256_and_ps(g, _mm256_cmp_ps(y, _mm256_setzero_ps(), _CMP_GT_OQ));
 }

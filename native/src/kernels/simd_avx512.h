@@ -52,6 +52,23 @@ static inline vf vf_join(vd lo, vd hi) {
     return _mm512_castpd_ps(_mm512_insertf64x4(l, _mm256_castps_pd(_mm512_cvtpd_ps(hi)), 1));
 }
 
+/*
+ * Like vf_join, rounded to odd: truncated toward zero, with the last bit set when that was
+ * inexact. Float keeps 16 more bits than bfloat16 and 13 more than float16, so rounding this to
+ * either gives the double rounded once to nearest-even (rounding to nearest twice would not:
+ * a double just past a 16-bit tie becomes the tie itself in float).
+ */
+static inline __m256 bn_pd_ps_odd(vd d) {
+    __m256 t = _mm512_cvt_roundpd_ps(d, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    __mmask8 inexact = _mm512_cmp_pd_mask(_mm512_cvtps_pd(t), d, _CMP_NEQ_UQ);
+    __m256i bits = _mm256_castps_si256(t);
+    return _mm256_castsi256_ps(_mm256_mask_or_epi32(bits, inexact, bits, _mm256_set1_epi32(1)));
+}
+static inline vf vf_join_odd(vd lo, vd hi) {
+    __m512d l = _mm512_castps_pd(_mm512_castps256_ps512(bn_pd_ps_odd(lo)));
+    return _mm512_castpd_ps(_mm512_insertf64x4(l, _mm256_castps_pd(bn_pd_ps_odd(hi)), 1));
+}
+
 /* g where y > 0, else 0 (ReLU's gradient; NaN in y gives 0). */
 static inline vf vf_mask_pos(vf g, vf y) {
     return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_GT_OQ), g);

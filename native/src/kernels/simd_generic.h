@@ -52,6 +52,11 @@ static inline double vd_sum(vd a) { return a[0] + a[1]; }
 static inline vd vf_lo(vf a) { return (vd){a[0], a[1]}; }
 static inline vd vf_hi(vf a) { return (vd){a[2], a[3]}; }
 static inline vf vf_join(vd lo, vd hi) { return (vf){(float)lo[0], (float)lo[1], (float)hi[0], (float)hi[1]}; }
+/* Like vf_join, rounded to odd (see simd_avx512.h for why). */
+static inline vf vf_join_odd(vd lo, vd hi) {
+    return (vf){bn_double_to_float_odd(lo[0]), bn_double_to_float_odd(lo[1]), bn_double_to_float_odd(hi[0]),
+                bn_double_to_float_odd(hi[1])};
+}
 
 static inline vf vf_mask_pos(vf g, vf y) {
     for (int i = 0; i < BN_VL; i++)

@@ -2,8 +2,10 @@ package dev.panamabn.demo;
 
 import dev.panamabn.BatchNorm;
 import dev.panamabn.BatchNormOptions;
+import dev.panamabn.DataType;
 import dev.panamabn.Parallelism;
 import dev.panamabn.Shape;
+import dev.panamabn.TensorSpec;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -15,7 +17,8 @@ import java.util.SplittableRandom;
 /**
  * Trains a BatchNorm2d on synthetic data for a few steps, checks its running statistics against
  * the same statistics computed here in double precision, then times training forward, eval
- * forward and backward on a ResNet-sized tensor. Uses only the public API. Exit code 1 when the
+ * forward and backward on a ResNet-sized tensor, and the fused relu(bn(x) + z) on the same tensor
+ * in channels-last bfloat16. Uses only the public API. Exit code 1 when the
  * check fails.
  */
 public final class Demo {
@@ -142,8 +145,34 @@ public final class Demo {
             print("forward, training", train, 2 * bytes);
             print("forward, eval", eval, 2 * bytes);
             print("backward", Math.max(pair - train, 0), 3 * bytes);
+            timeFusedBfloat16(shape, random);
             System.out.println("(GB/s counts each tensor read or written once: the least traffic an op needs;"
                     + " docs/PERFORMANCE.md compares with other libraries)");
+        }
+    }
+
+    /** relu(bn(x) + z) and its backward, NHWC bfloat16: a residual block's end in mixed precision. */
+    private static void timeFusedBfloat16(Shape shape, SplittableRandom random) {
+        TensorSpec spec = shape.channelsLast().with(DataType.BFLOAT16);
+        long bytes = spec.byteSize();
+        try (var bn = BatchNorm.create((int) shape.channels()); var arena = Arena.ofConfined()) {
+            MemorySegment x = arena.allocate(bytes, 64);
+            MemorySegment z = arena.allocate(bytes, 64);
+            MemorySegment y = arena.allocate(bytes, 64);
+            MemorySegment dx = arena.allocate(bytes, 64);
+            MemorySegment dz = arena.allocate(bytes, 64);
+            for (long i = 0; i < shape.elementCount(); i++) {
+                x.setAtIndex(ValueLayout.JAVA_SHORT, i, DataType.BFLOAT16.fromFloat((float) random.nextGaussian()));
+                z.setAtIndex(ValueLayout.JAVA_SHORT, i, DataType.BFLOAT16.fromFloat((float) random.nextGaussian()));
+            }
+            long train = median(() -> bn.forwardAddRelu(x, z, spec, y));
+            long pair = median(() -> {
+                bn.forwardAddRelu(x, z, spec, y);
+                bn.backwardAddRelu(z, y, x, spec, dx, dz);
+            });
+            System.out.printf(Locale.ROOT, "timing relu(bn(x) + z), %s channels-last bfloat16:%n", shape);
+            print("forward, training", train, 3 * bytes);
+            print("backward", Math.max(pair - train, 0), 5 * bytes);
         }
     }
 

@@ -6,6 +6,13 @@ package dev.panamabn;
  * statistics accumulate in double; every output element is rounded once, to nearest-even, from
  * its value computed in double.
  *
+ * <p>Accuracy: every output is the exact result for the inputs as given (statistics in double,
+ * whose own error is about 1e-15 relative) rounded once to the type, so within half a unit in
+ * its last place: a relative precision of 2^-9 (0.2%) for bfloat16, 2^-12 for float16. What a
+ * 16-bit input cannot hold is lost before the call: around a mean of 1e4 bfloat16's values are 64
+ * apart, so a channel of mean 1e4 and spread 1 arrives as a few distinct values, which the
+ * statistics then describe exactly. float16 overflows past 65504.
+ *
  * <p>The 16-bit types hold their bits in a {@code short}: {@link #fromFloat} and {@link #toFloat}
  * convert one value, {@link #encode} and {@link #decode} whole arrays, the same way the kernel
  * does (round to nearest-even, NaN stays NaN, overflow goes to infinity).

@@ -220,7 +220,7 @@ final class InvalidCallRunner {
                 call = () -> bn.forward((MemorySegment) null, shape, y);
             }
             case F_SHAPE_NULL -> {
-                expected = new Expected(NullPointerException.class, "shape");
+                expected = new Expected(NullPointerException.class, "spec");
                 call = () -> bn.forward(xs, null, y);
             }
             case F_Y_NULL -> {
@@ -372,7 +372,7 @@ final class InvalidCallRunner {
                 call = () -> bn.backward(dy, null, shape, dx);
             }
             case B_SHAPE_NULL -> {
-                expected = new Expected(NullPointerException.class, "shape");
+                expected = new Expected(NullPointerException.class, "spec");
                 call = () -> bn.backward(dy, xs, null, dx);
             }
             case B_DX_NULL -> {

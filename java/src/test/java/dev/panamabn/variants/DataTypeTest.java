@@ -128,6 +128,39 @@ class DataTypeTest {
         return type == DataType.FLOAT16 ? float16Value(bits) : bfloat16Value(bits);
     }
 
+    /**
+     * y = x * w + b in double is a tie of the 16-bit type plus 2^-40: rounded once it goes up;
+     * rounded to float first (where the 2^-40 is lost) and then to the type, the tie would go to
+     * the even neighbour below.
+     */
+    @Test
+    void outputsAreRoundedOnceFromDoubleNotTwice() {
+        for (DataType type : new DataType[] {DataType.BFLOAT16, DataType.FLOAT16}) {
+            float tie = type == DataType.BFLOAT16 ? 1 + 0x1p-8f : 1 + 0x1p-11f;
+            float up = type == DataType.BFLOAT16 ? 1 + 0x1p-7f : 1 + 0x1p-10f;
+            Shape shape = Shape.of(2, 1, 4);
+            TensorSpec spec = shape.with(type);
+            try (BatchNorm bn = BatchNorm.create(dev.panamabn.BatchNormOptions.of(1).withEps(0));
+                 Arena arena = Arena.ofConfined()) {
+                bn.weight().set(java.lang.foreign.ValueLayout.JAVA_FLOAT, 0, tie);
+                bn.bias().set(java.lang.foreign.ValueLayout.JAVA_FLOAT, 0, 0x1p-40f);
+                bn.eval(); // running mean 0, variance 1, eps 0: y = x * w + b exactly in double
+                MemorySegment x = arena.allocate(spec.byteSize());
+                MemorySegment y = arena.allocate(spec.byteSize());
+                for (int i = 0; i < 8; i++) {
+                    x.setAtIndex(java.lang.foreign.ValueLayout.JAVA_SHORT, i, type.fromFloat(i % 2 == 0 ? 1f : -1f));
+                }
+                bn.forward(x, spec, y);
+                for (int i = 0; i < 8; i++) {
+                    float expected = i % 2 == 0 ? up : -tie + 0x1p-40f;
+                    float got = type.toFloat(y.getAtIndex(java.lang.foreign.ValueLayout.JAVA_SHORT, i));
+                    float want = i % 2 == 0 ? up : type.toFloat(type.fromFloat(-tie)); // -tie + tiny: not a tie
+                    assertEquals(want, got, type + " element " + i + " (exact " + expected + ")");
+                }
+            }
+        }
+    }
+
     @Test
     void thirtyTwoBitsHasNoSixteenBitConversion() {
         assertThrows(UnsupportedOperationException.class, () -> DataType.FLOAT32.fromFloat(1f));
