@@ -42,7 +42,7 @@ class ModuleDescriptorTest {
         assertTrue(p.waitFor(60, TimeUnit.SECONDS), "the probe hung");
         assertEquals(0, p.exitValue(), output);
         assertEquals(List.of("module dev.panamabn", "exports dev.panamabn",
-                "exports dev.panamabn.interop", "packages [dev.panamabn, dev.panamabn.internal, dev.panamabn.interop]", "native access true", "forward ran, counter 1",
+                "exports dev.panamabn.interop", "packages [dev.panamabn, dev.panamabn.internal, dev.panamabn.internal.mpi, dev.panamabn.interop]", "native access true", "forward ran, counter 1",
                 "internal refused: IllegalAccessException"), output.strip().lines().toList(), output);
     }
 }
