@@ -101,6 +101,13 @@ typedef struct bn_kernels {
     /* Channels-last: rows [r0, r1), channels [c0, c0+g). */
     void (*apply_nsc)(const bn_io *io, const bn_coef *k, int kind, int64_t c0, int64_t g,
                       int64_t r0, int64_t r1, int stream);
+    /* Channels-first, rows [r0, r1) (a tile of whole rows): reduce_ncs of channels [cr, cr+g)
+     * into out, and in the same loop apply_ncs of channels [ca, ca+g) over the same rows,
+     * constants k[0..g). The training forward (BN_REDUCE_MOMENTS with BN_APPLY_NORMALIZE) and
+     * backward (BN_REDUCE_GRADS with x, BN_APPLY_TRAIN_DX) only. */
+    void (*fused_ncs)(bn_sums *out, const bn_io *io, const double *ref, int mode, int64_t cr,
+                      const bn_coef *k, int64_t ca, int64_t g, int64_t r0, int64_t r1,
+                      int stream);
 } bn_kernels;
 
 BN_HIDDEN extern const bn_kernels bn_kernels_generic;
@@ -207,6 +214,7 @@ typedef struct bn_plan {
     bn_split split;  /* for ops with a reduction */
     int64_t group;   /* channels per reduce/apply call: NCS group, NSC piece */
     int stream;      /* outputs too big to stay in the cache: stream them past it */
+    int fuse;        /* by channels: reduce each group while the previous one is applied */
 } bn_plan;
 
 /* The values (NCS) or rows (NSC) [*f0, *f1) of tile t of m. */
@@ -226,9 +234,13 @@ BN_HIDDEN bn_io bn_io_make(const void *x, const void *z, const void *dy, const v
 /* The tiles per channel of a shape: a function of (m, layout) alone. */
 BN_HIDDEN int64_t bn_tiles(int64_t m, int32_t layout);
 
-/* The plan of an op with (reduce != 0) or without a reduction, over `work` values; takes the
- * team slot when it plans a team (release with bn_team_end(plan.threads)). */
-BN_HIDDEN bn_plan bn_plan_make(const bn_io *io, const bn_kernels *k, int reduce, int64_t work);
+/* What an op does, for its plan: an elementwise pass alone, a reduction (maybe followed by an
+ * elementwise pass), or a reduction and a pass that fused_ncs can run together. */
+enum { BN_OP_APPLY = 0, BN_OP_REDUCE = 1, BN_OP_FUSABLE = 2 };
+
+/* The plan of an op of kind `what` (BN_OP_*) over `work` values; takes the team slot when it
+ * plans a team (release with bn_team_end(plan.threads)). */
+BN_HIDDEN bn_plan bn_plan_make(const bn_io *io, const bn_kernels *k, int what, int64_t work);
 
 /* What a schedule does per channel between its reduction and its elementwise pass. */
 typedef enum {

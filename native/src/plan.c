@@ -14,6 +14,9 @@
 #define BN_GROUP_ROW_BYTES 1024
 #define BN_GROUP_SLICE ((int64_t)256 << 10)
 
+/* Rows of at least this many values take the fused pass (bn_plan.fuse). */
+#define BN_FUSE_MIN_ROW 256
+
 /*
  * The last-level cache a core can use, in bytes. AMD's L3 belongs to a core complex of at most
  * 32 MiB (96 MiB with 3D V-Cache), but what the OS reports is often the whole socket's (hundreds
@@ -54,13 +57,15 @@ static int64_t ncs_group(const bn_io *io, int reduce, int threads) {
     return g < 1 ? 1 : min64(g, BN_NCS_GROUP_MAX);
 }
 
-bn_plan bn_plan_make(const bn_io *io, const bn_kernels *k, int reduce, int64_t work) {
+bn_plan bn_plan_make(const bn_io *io, const bn_kernels *k, int what, int64_t work) {
     (void)k;
     bn_plan p;
+    int reduce = what != BN_OP_APPLY;
     int64_t m = io->n * io->s, c = io->c;
     p.threads = bn_team_begin(work);
     p.tiles = reduce ? bn_tiles(m, io->layout) : 1;
     p.split = BN_BY_CHANNELS;
+    p.fuse = 0;
     /* an op whose tensors do not fit in the cache together stores its outputs past it: no read
      * for ownership, no eviction of the inputs it still has to read */
     int64_t tensors = (io->x != NULL) + (io->z != NULL) + (io->dy != NULL) + (io->y != NULL) +
@@ -73,6 +78,10 @@ bn_plan bn_plan_make(const bn_io *io, const bn_kernels *k, int reduce, int64_t w
         if (reduce && p.threads > 1 && !balanced && c <= BN_BY_TILES_MAX_C)
             p.split = BN_BY_TILES;
         p.group = ncs_group(io, reduce, p.split == BN_BY_TILES ? 1 : p.threads);
+        /* the fused pass pairs a tile's rows of two groups: tiles of whole rows; on shorter
+         * rows its per-row edges cost more than the overlap gains */
+        p.fuse = what == BN_OP_FUSABLE && p.split == BN_BY_CHANNELS && io->n >= p.tiles &&
+                 io->s >= BN_FUSE_MIN_ROW;
     } else {
         if (reduce && p.threads > 1 && c <= BN_BY_TILES_MAX_C)
             p.split = BN_BY_TILES;

@@ -126,35 +126,91 @@ static void apply_channels(const bn_op *op, const bn_kernels *k, const bn_coef *
         k->apply_nsc(io, kc, op->kind, ch, g, 0, io->n * io->s, stream);
 }
 
+/* One group's reduction state: references, the merged tiles so far, and its constants. */
+typedef struct {
+    double ref[BN_WINDOW];
+    merged acc[BN_WINDOW];
+    coef_buf cb;
+} group_state;
+
+static void group_begin(const bn_op *op, group_state *gs, int64_t ch, int64_t g) {
+    for (int64_t j = 0; j < g; j++) {
+        gs->ref[j] = op_ref(op, ch + j);
+        gs->acc[j] = merged_zero();
+    }
+}
+
+static void group_merge(const bn_op *op, group_state *gs, const bn_sums *part, int64_t g,
+                        int64_t f0, int64_t f1) {
+    for (int64_t j = 0; j < g; j++)
+        merge_tile(op, &gs->acc[j], part[j], (double)(f1 - f0));
+}
+
+static void group_finalize(const bn_op *op, group_state *gs, int64_t ch, int64_t g) {
+    bn_coef kc = coef_at(&gs->cb, 0);
+    for (int64_t j = 0; j < g; j++)
+        finalize(op, ch + j, gs->ref[j], gs->acc[j], &kc, j);
+}
+
+/* Every tile of channels [ch, ch+g), merged in tile order, then finalized. */
+static void group_reduce(const bn_op *op, const bn_plan *p, const bn_kernels *k, group_state *gs,
+                         int64_t ch, int64_t g) {
+    bn_sums part[BN_WINDOW];
+    group_begin(op, gs, ch, g);
+    for (int64_t t = 0; t < p->tiles; t++) {
+        int64_t f0, f1;
+        tile_bounds(&op->io, p->tiles, t, &f0, &f1);
+        reduce_tile(op, k, part, gs->ref, ch, g, f0, f1);
+        group_merge(op, gs, part, g, f0, f1);
+    }
+    group_finalize(op, gs, ch, g);
+}
+
+/* The reduction of group nx (channels [cn, cn+g)) fused with the elementwise pass of group cur
+ * (channels [cc, cc+g), finalized), tile by tile (tiles of whole rows); then nx is finalized. */
+static void group_fused(const bn_op *op, const bn_plan *p, const bn_kernels *k, group_state *nx,
+                        int64_t cn, group_state *cur, int64_t cc, int64_t g) {
+    bn_sums part[BN_WINDOW];
+    bn_coef kc = coef_at(&cur->cb, 0);
+    group_begin(op, nx, cn, g);
+    for (int64_t t = 0; t < p->tiles; t++) {
+        int64_t f0, f1;
+        tile_bounds(&op->io, p->tiles, t, &f0, &f1);
+        k->fused_ncs(part, &op->io, nx->ref, op->mode, cn, &kc, cc, g, f0 / op->io.s,
+                     f1 / op->io.s, p->stream);
+        group_merge(op, nx, part, g, f0, f1);
+    }
+    group_finalize(op, nx, cn, g);
+}
+
 /*
  * By channels: channels [c0, c1) on this thread, p->group at a time: every tile of the group in
  * order, merged as it comes, then finalized, then (when the op has one) the group's elementwise
- * pass, which finds the group's data still in the core's cache.
+ * pass, which finds the group's data still in the core's cache. With p->fuse, that pass runs in
+ * the same loop as the next group's reduction (group_fused).
  */
 static void run_channels(const bn_op *op, const bn_plan *p, const bn_kernels *k, int64_t c0,
                          int64_t c1) {
-    double ref[BN_WINDOW];
-    bn_sums part[BN_WINDOW];
-    merged acc[BN_WINDOW];
-    coef_buf cb;
-    bn_coef kc = coef_at(&cb, 0);
-    for (int64_t ch = c0; ch < c1; ch += p->group) {
-        int64_t g = min64(p->group, c1 - ch);
-        for (int64_t j = 0; j < g; j++) {
-            ref[j] = op_ref(op, ch + j);
-            acc[j] = merged_zero();
+    group_state st[2];
+    int cur = 0;
+    int64_t ch = c0, g = min64(p->group, c1 - c0);
+    if (ch < c1)
+        group_reduce(op, p, k, &st[cur], ch, g);
+    while (ch < c1) {
+        int64_t cn = ch + g, gn = min64(p->group, c1 - cn);
+        if (p->fuse && op->kind >= 0 && gn == g) {
+            group_fused(op, p, k, &st[1 - cur], cn, &st[cur], ch, g);
+        } else {
+            if (op->kind >= 0) {
+                bn_coef kc = coef_at(&st[cur].cb, 0);
+                apply_channels(op, k, &kc, ch, g, p->stream);
+            }
+            if (gn > 0)
+                group_reduce(op, p, k, &st[1 - cur], cn, gn);
         }
-        for (int64_t t = 0; t < p->tiles; t++) {
-            int64_t f0, f1;
-            tile_bounds(&op->io, p->tiles, t, &f0, &f1);
-            reduce_tile(op, k, part, ref, ch, g, f0, f1);
-            for (int64_t j = 0; j < g; j++)
-                merge_tile(op, &acc[j], part[j], (double)(f1 - f0));
-        }
-        for (int64_t j = 0; j < g; j++)
-            finalize(op, ch + j, ref[j], acc[j], &kc, j);
-        if (op->kind >= 0)
-            apply_channels(op, k, &kc, ch, g, p->stream);
+        cur = 1 - cur;
+        ch = cn;
+        g = gn;
     }
 }
 
@@ -336,7 +392,11 @@ void bn_run_apply(const bn_io *io, int kind, bn_consts_fn consts, const void *ct
 
 void bn_reduce(const bn_op *op) {
     const bn_kernels *k = bn_kernels_select();
-    bn_plan p = bn_plan_make(&op->io, k, 1, op->io.n * op->io.c * op->io.s);
+    int fusable = op->kind >= 0 && ((op->mode == BN_REDUCE_MOMENTS && op->kind == BN_APPLY_NORMALIZE) ||
+                                    (op->mode == BN_REDUCE_GRADS && op->kind == BN_APPLY_TRAIN_DX &&
+                                     op->io.x != NULL));
+    bn_plan p = bn_plan_make(&op->io, k, fusable ? BN_OP_FUSABLE : BN_OP_REDUCE,
+                             op->io.n * op->io.c * op->io.s);
     bn_run_reduce(op, &p, k);
     bn_team_end(p.threads);
 }
@@ -344,7 +404,7 @@ void bn_reduce(const bn_op *op) {
 void bn_apply(const bn_io *io, int kind, bn_consts_fn consts, const void *ctx) {
     const bn_kernels *k = bn_kernels_select();
     /* a lone elementwise pass needs twice a reduction's work to pay for a team */
-    bn_plan p = bn_plan_make(io, k, 0, io->n * io->c * io->s / 2);
+    bn_plan p = bn_plan_make(io, k, BN_OP_APPLY, io->n * io->c * io->s / 2);
     bn_run_apply(io, kind, consts, ctx, &p, k);
     bn_team_end(p.threads);
 }

@@ -111,6 +111,22 @@ static inline void st_f16(uint16_t *p, vf a) { _mm_storeu_si128((__m128i *)p, BN
 static inline void stn_f16(uint16_t *p, int64_t n, vf a) { bn_store8x16n(p, n, BN_F16_NARROW(a)); }
 
 static inline void sts_f32(float *p, vf a) { _mm256_stream_ps(p, a); }
+
+/* float32 straight to and from double halves: each half its own 16-byte load or store, which
+ * spares the shuffle that splits or joins a 32-byte vector */
+#define BN_F32_HALVES 1
+static inline void ld2_f32(const float *p, vd *lo, vd *hi) {
+    *lo = _mm256_cvtps_pd(_mm_loadu_ps(p));
+    *hi = _mm256_cvtps_pd(_mm_loadu_ps(p + 4));
+}
+static inline void st2_f32(float *p, vd lo, vd hi) {
+    _mm_storeu_ps(p, _mm256_cvtpd_ps(lo));
+    _mm_storeu_ps(p + 4, _mm256_cvtpd_ps(hi));
+}
+static inline void sts2_f32(float *p, vd lo, vd hi) {
+    _mm_stream_ps(p, _mm256_cvtpd_ps(lo));
+    _mm_stream_ps(p + 4, _mm256_cvtpd_ps(hi));
+}
 static inline void sts_bf16(uint16_t *p, vf a) { _mm_stream_si128((__m128i *)p, bf16_narrow(a)); }
 static inline void sts_f16(uint16_t *p, vf a) { _mm_stream_si128((__m128i *)p, BN_F16_NARROW(a)); }
 static inline void bn_stream_fence(void) { _mm_sfence(); }

@@ -118,3 +118,19 @@ static inline void sts_f32(float *p, vf a) { _mm512_stream_ps(p, a); }
 static inline void sts_bf16(uint16_t *p, vf a) { _mm256_stream_si256((__m256i *)p, bf16_narrow(a)); }
 static inline void sts_f16(uint16_t *p, vf a) { _mm256_stream_si256((__m256i *)p, BN_F16_NARROW(a)); }
 static inline void bn_stream_fence(void) { _mm_sfence(); }
+
+/* float32 straight to and from double halves: each half its own 32-byte load or store, which
+ * spares the shuffle that splits or joins a 64-byte vector */
+#define BN_F32_HALVES 1
+static inline void ld2_f32(const float *p, vd *lo, vd *hi) {
+    *lo = _mm512_cvtps_pd(_mm256_loadu_ps(p));
+    *hi = _mm512_cvtps_pd(_mm256_loadu_ps(p + 8));
+}
+static inline void st2_f32(float *p, vd lo, vd hi) {
+    _mm256_storeu_ps(p, _mm512_cvtpd_ps(lo));
+    _mm256_storeu_ps(p + 8, _mm512_cvtpd_ps(hi));
+}
+static inline void sts2_f32(float *p, vd lo, vd hi) {
+    _mm256_stream_ps(p, _mm512_cvtpd_ps(lo));
+    _mm256_stream_ps(p + 8, _mm512_cvtpd_ps(hi));
+}
