@@ -128,7 +128,7 @@ public final class BenchMain {
             }
             if (missing > 0) {
                 comments.add(String.format("# skipped: %s: %s (%d of %d asked combinations)", impl,
-                        Kernel.unsupportedReason(impl, lacks), missing,
+                        Kernel.unsupportedReason(lacks), missing,
                         layouts.size() * types.size() * ops.size()));
             }
         }
@@ -224,19 +224,24 @@ public final class BenchMain {
      * "# check" line for each; false, after an ERROR line naming the failures, when any failed.
      */
     private static boolean checkAll(Map<String, List<Op>> plan, List<String> threads) {
-        List<Op> ops = plan.values().stream().flatMap(List::stream).distinct().toList();
         System.err.printf("# java: checking %d impl/layout/type combinations against the "
-                + "double-precision reference on %s (tolerance %.0e of each output's largest "
-                + "magnitude)%n", plan.size(), KernelCheck.SHAPES, KernelCheck.TOLERANCE);
+                + "double-precision reference on %s (tolerance relative to each output's largest "
+                + "magnitude: %.2e for float32, %.2e for bf16 tensors, %.2e for f16 tensors)%n",
+                plan.size(), KernelCheck.SHAPES, KernelCheck.TOLERANCE,
+                KernelCheck.tolerance(ElementType.BF16), KernelCheck.tolerance(ElementType.F16));
         long start = System.nanoTime();
-        KernelCheck check = new KernelCheck(ops);
+        KernelCheck check = new KernelCheck();
         List<KernelCheck.Result> failed = new ArrayList<>();
         int count = 0;
         for (Map.Entry<String, List<Op>> entry : plan.entrySet()) {
-            String impl = entry.getKey().split(",")[0];
+            String[] key = entry.getKey().split(",");
+            String impl = key[0];
+            TensorLayout layout = TensorLayout.of(key[1]);
+            ElementType type = ElementType.of(key[2]);
             for (String t : threadsFor(impl, threads)) {
                 for (Op op : entry.getValue()) {
-                    KernelCheck.Result result = check.check(impl, op, threadCount(t));
+                    KernelCheck.Result result = check.check(impl, layout, type, op,
+                            threadCount(t));
                     System.err.println(result.line());
                     count++;
                     if (!result.passed()) {

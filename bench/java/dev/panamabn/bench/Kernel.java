@@ -10,25 +10,29 @@ import java.util.List;
  * thread count. The benchmark times the call that {@link #prepare} returns, so no dispatch on the
  * op is timed.
  *
- * <p>Adding a layout, element type or fused op to an implementation takes three steps: its
- * constructor builds the tensors in that layout and type from the NCHW float32 {@link TestData},
- * its {@link #prepare} returns the call for the op, and {@link #supports} says so; BenchMain then
- * times the new rows and prints no skipped line for them.
+ * <p>Adding a layout, element type or fused op to an implementation: its constructor builds the
+ * tensors in that layout and type from the NCHW float32 {@link TestData} (see
+ * {@link TensorFormat}), its {@link #prepare} returns the call for the op, {@link #touched} lists
+ * the call's memory, and {@link #supports} says so; {@link KernelCheck} then checks the new
+ * outputs against the reference before BenchMain times the new rows.
  */
 interface Kernel extends AutoCloseable {
 
     /**
      * Gets the implementation ready for {@code op} and returns the call to time. Every
      * implementation gets ready the same way, which {@link KernelCheck} replays on the
-     * reference: exactly one training forward (backward needs its statistics), then eval mode
-     * for forward_eval.
+     * reference: exactly one training forward (backward needs its statistics; for a fused op it
+     * is the fused forward, whose y a fused backward masks dy with), then eval mode for
+     * forward_eval.
      */
     Runnable prepare(Op op);
 
     /**
-     * Copies of the outputs as they stand. After {@link #prepare} and one run of its call they
-     * are that call's results; after more runs the weight and bias gradients of panama-batchnorm
-     * are sums over the runs (it accumulates them, as PyTorch does), the Java kernels' are not.
+     * Copies of the outputs as they stand, as float values in NCHW order whatever the
+     * implementation's layout and type. After {@link #prepare} and one run of its call they are
+     * that call's results (and y, for a backward, the y of the forward that prepare ran); after
+     * more runs the weight and bias gradients of panama-batchnorm are sums over the runs (it
+     * accumulates them, as PyTorch does), the Java kernels' are not.
      */
     Outputs outputs();
 
@@ -39,7 +43,7 @@ interface Kernel extends AutoCloseable {
     void close();
 
     /** The implementations, named as in the suite's CSV rows. */
-    List<String> IMPLS = List.of("panama-batchnorm", "panama-batchnorm-array", "java-scalar",
+    List<String> IMPLS = List.of(PanamaKernel.SEGMENTS, PanamaKernel.ARRAYS, "java-scalar",
             "java-vector");
 
     /** The implementation named {@code impl}, on tensors of the given layout and type. */
@@ -47,11 +51,11 @@ interface Kernel extends AutoCloseable {
             ElementType type) {
         if (!supports(impl, Op.FORWARD_TRAIN, layout, type)) {
             throw new IllegalArgumentException(impl + ": "
-                    + unsupportedReason(impl, lacks(Op.FORWARD_TRAIN, layout, type)));
+                    + unsupportedReason(lacks(Op.FORWARD_TRAIN, layout, type)));
         }
         return switch (impl) {
-            case "panama-batchnorm" -> new PanamaKernel(data, threads);
-            case "panama-batchnorm-array" -> new PanamaArrayKernel(data, threads);
+            case PanamaKernel.SEGMENTS, PanamaKernel.ARRAYS ->
+                    new PanamaKernel(impl, data, threads, layout, type);
             case "java-scalar" -> new ScalarKernel(data, threads);
             case "java-vector" -> new VectorKernel(data, threads);
             default -> throw new IllegalArgumentException(
@@ -61,11 +65,12 @@ interface Kernel extends AutoCloseable {
 
     /**
      * Whether {@code impl} has a call for {@code op} on tensors of this layout and type. The
-     * public API takes float32 NCHW tensors and has no fused ops yet; java-scalar and java-vector
-     * are float32 NCHW kernels.
+     * public API has every layout, type and op; java-scalar and java-vector are float32 NCHW
+     * kernels without the fused ops.
      */
     static boolean supports(String impl, Op op, TensorLayout layout, ElementType type) {
-        return layout == TensorLayout.NCHW && type == ElementType.F32 && !op.fused();
+        return impl.equals(PanamaKernel.SEGMENTS) || impl.equals(PanamaKernel.ARRAYS)
+                || layout == TensorLayout.NCHW && type == ElementType.F32 && !op.fused();
     }
 
     /** What {@link #supports} lacks for this op, layout and type: the words of a skipped line. */
@@ -84,9 +89,8 @@ interface Kernel extends AutoCloseable {
     }
 
     /** Why an implementation skips combinations, from what it {@link #lacks}. */
-    static String unsupportedReason(String impl, Collection<String> lacks) {
-        return (impl.startsWith("panama-batchnorm") ? "the Java API has no " : "it has no ")
-                + String.join(", no ", lacks);
+    static String unsupportedReason(Collection<String> lacks) {
+        return "it has no " + String.join(", no ", lacks);
     }
 
     /** The exception a kernel's {@link #prepare} throws for an op it lacks. */

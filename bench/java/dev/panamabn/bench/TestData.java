@@ -3,11 +3,12 @@ package dev.panamabn.bench;
 import java.util.Arrays;
 
 /**
- * The inputs an implementation gets for one shape: x and dy are (N,C,S); weight, bias and the
- * initial running statistics are (C). Every implementation gets the same values, so their work
- * is the same.
+ * The inputs an implementation gets for one shape, as float32 NCHW values: x, the residual z of
+ * the Add+ReLU ops and dy are (N,C,S); weight, bias and the initial running statistics are (C).
+ * Every implementation gets the same values (rounded to its element type and laid out in its
+ * layout by {@link TensorFormat}), so their work is the same.
  */
-record TestData(Dims dims, float[] x, float[] dy, float[] weight, float[] bias,
+record TestData(Dims dims, float[] x, float[] z, float[] dy, float[] weight, float[] bias,
         float[] runningMean, float[] runningVar) {
 
     static final double EPS = 1e-5;
@@ -16,14 +17,16 @@ record TestData(Dims dims, float[] x, float[] dy, float[] weight, float[] bias,
     TestData {
         int count = dims.count();
         int c = dims.c();
-        if (x.length != count || dy.length != count || weight.length != c || bias.length != c
-                || runningMean.length != c || runningVar.length != c) {
-            throw new IllegalArgumentException("test data for " + dims + ": expected x and dy of "
-                    + count + " values and the others of " + c + ", got " + x.length + ", "
-                    + dy.length + ", " + weight.length + ", " + bias.length + ", "
-                    + runningMean.length + " and " + runningVar.length);
+        if (x.length != count || z.length != count || dy.length != count || weight.length != c
+                || bias.length != c || runningMean.length != c || runningVar.length != c) {
+            throw new IllegalArgumentException("test data for " + dims
+                    + ": expected x, z and dy of " + count + " values and the others of " + c
+                    + ", got " + x.length + ", " + z.length + ", " + dy.length + ", "
+                    + weight.length + ", " + bias.length + ", " + runningMean.length + " and "
+                    + runningVar.length);
         }
         x = x.clone();
+        z = z.clone();
         dy = dy.clone();
         weight = weight.clone();
         bias = bias.clone();
@@ -32,14 +35,15 @@ record TestData(Dims dims, float[] x, float[] dy, float[] weight, float[] bias,
     }
 
     /**
-     * What the benchmark times: x and dy uniform in [-2, 2), weight 1.5, bias 0.25, running
-     * statistics at PyTorch's defaults (mean 0, variance 1).
+     * What the benchmark times: x, z and dy uniform in [-2, 2), weight 1.5, bias 0.25, running
+     * statistics at PyTorch's defaults (mean 0, variance 1). About half of the fused ops' outputs
+     * are positive, so the ReLU masks are not predictable.
      */
     static TestData timed(Dims dims) {
         int count = dims.count();
         int c = dims.c();
-        return new TestData(dims, uniform(count, 1), uniform(count, 2), filled(c, 1.5f),
-                filled(c, 0.25f), filled(c, 0), filled(c, 1));
+        return new TestData(dims, uniform(count, 1), uniform(count, 5), uniform(count, 2),
+                filled(c, 1.5f), filled(c, 0.25f), filled(c, 0), filled(c, 1));
     }
 
     /**
@@ -49,15 +53,17 @@ record TestData(Dims dims, float[] x, float[] dy, float[] weight, float[] bias,
      * network. A mean far from zero breaks a variance taken as E[x^2] - E[x]^2 in float;
      * variances down to 1e-3 make eps visible in y, also in eval mode; running variances near the
      * batch's make the unbiased factor m/(m-1) visible; distinct per-channel values catch a
-     * kernel that mixes up channels. Means stay within about 35 standard deviations so that a
-     * correct float32 kernel, which rounds the mean to float before subtracting it, stays well
-     * inside {@link KernelCheck}'s tolerance.
+     * kernel that mixes up channels. z, the residual, has a per-channel offset of either sign,
+     * so that Add+ReLU zeroes between a tenth and four fifths of a channel's values. Means stay
+     * within about 35 standard deviations so that a correct float32 kernel, which rounds the
+     * mean to float before subtracting it, stays well inside {@link KernelCheck}'s tolerance.
      */
     static TestData check(Dims dims) {
         int n = dims.n();
         int c = dims.c();
         int s = dims.s();
         float[] x = uniform(dims.count(), 3);
+        float[] z = uniform(dims.count(), 6);
         float[] dy = uniform(dims.count(), 4);
         float[] weight = new float[c];
         float[] bias = new float[c];
@@ -68,9 +74,11 @@ record TestData(Dims dims, float[] x, float[] dy, float[] weight, float[] bias,
                     0.05 * StrictMath.pow(10, 1.5 * (1 + StrictMath.sin(1.9 * ch + 0.3)));
             double mean = spread * 20 * StrictMath.sin(2.7 * ch + 1.1);
             double dyOffset = 0.5 * StrictMath.cos(1.7 * ch);
+            double zOffset = 0.8 * StrictMath.sin(1.1 * ch + 0.7);
             for (int b = 0; b < n; b++) {
                 for (int i = (b * c + ch) * s; i < (b * c + ch + 1) * s; i++) {
                     x[i] = (float) (mean + spread * 0.5 * x[i]);
+                    z[i] = (float) (zOffset + 0.5 * z[i]);
                     dy[i] = (float) (dyOffset + dy[i]);
                 }
             }
@@ -79,12 +87,17 @@ record TestData(Dims dims, float[] x, float[] dy, float[] weight, float[] bias,
             runningMean[ch] = (float) (mean + 0.37 * spread);
             runningVar[ch] = (float) (0.6 * spread * spread / 3);
         }
-        return new TestData(dims, x, dy, weight, bias, runningMean, runningVar);
+        return new TestData(dims, x, z, dy, weight, bias, runningMean, runningVar);
     }
 
     @Override
     public float[] x() {
         return x.clone();
+    }
+
+    @Override
+    public float[] z() {
+        return z.clone();
     }
 
     @Override
