@@ -23,10 +23,10 @@ static inline vd vd_load(const double *p) { return _mm512_loadu_pd(p); }
 static inline void vd_store(double *p, vd a) { _mm512_storeu_pd(p, a); }
 
 static inline __mmask8 bn_mask8(int64_t n) {
-    return n >= 8 ? (__mmask8)0xff : n <= 0 ? (__mmask8)0 : (__mmask8)((1u << n) - 1u);
+    return (__mmask8)(n >= 8 ? 0xffu : n <= 0 ? 0u : (1u << n) - 1u);
 }
 static inline __mmask16 bn_mask16(int64_t n) {
-    return n >= 16 ? (__mmask16)0xffff : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u);
+    return (__mmask16)(n >= 16 ? 0xffffu : n <= 0 ? 0u : (1u << n) - 1u);
 }
 
 /* The first n lanes of a (n may be <= 0 or >= BN_VLD), the others 0. */
