@@ -97,8 +97,8 @@ public final class BatchNormState {
      *              {@code prefix} are ignored
      * @param prefix the prefix of the module's keys: empty or ending with {@code '.'}
      * @throws IllegalArgumentException for a bad prefix, a missing or unexpected key, a wrong shape
-     *                                  or dtype, or a negative counter; the message names the key
-     *                                  and nothing is changed
+     *                                  or dtype, or a counter outside [0, Long.MAX_VALUE); the
+     *                                  message names the key and nothing is changed
      * @throws IllegalStateException when the module is closed
      */
     public static void load(BatchNorm module, Map<String, Tensor> state, String prefix) {
@@ -199,6 +199,9 @@ public final class BatchNormState {
         }
         if (count < 0) {
             throw new IllegalArgumentException(key + ": must be >= 0, got " + count);
+        }
+        if (count == Long.MAX_VALUE) { // the module's own limit: the next training step adds 1
+            throw new IllegalArgumentException(key + ": must be < " + Long.MAX_VALUE + ", got " + count);
         }
         return count;
     }

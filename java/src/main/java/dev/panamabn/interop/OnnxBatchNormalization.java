@@ -237,7 +237,8 @@ public final class OnnxBatchNormalization {
 
     /**
      * Runs the node on segments (heap or native, float32 in the platform's byte order). y may be x;
-     * runningMean and runningVar may be inputMean and inputVar (an in-place update). When x or y is a heap segment, X and Y pass through Java arrays (a copy each).
+     * runningMean and runningVar may be inputMean and inputVar (an in-place update). When x or y
+     * is a heap segment, X and Y pass through Java arrays (a copy each).
      *
      * @param x the input, at least {@code shape.elementCount()} floats
      * @param shape X's shape {@code (N, C, ...)}

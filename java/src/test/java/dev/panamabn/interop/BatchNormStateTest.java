@@ -186,6 +186,8 @@ class BatchNormStateTest {
                     "m.num_batches_tracked: shape [2] does not match the module's []");
             refused(bn, with(validState(2, "m."), "m.num_batches_tracked", Tensor.ofLongs(new long[] {-1})), "m.",
                     "m.num_batches_tracked: must be >= 0, got -1");
+            refused(bn, with(validState(2, "m."), "m.num_batches_tracked", Tensor.ofLongs(new long[] {Long.MAX_VALUE})),
+                    "m.", "m.num_batches_tracked: must be < " + Long.MAX_VALUE);
             refused(bn, with(validState(2, "m."), "m.momentum", Tensor.ofFloats(new float[1])), "m.",
                     "unexpected key m.momentum");
             IllegalArgumentException prefix = assertThrows(IllegalArgumentException.class,
