@@ -3,14 +3,10 @@ package dev.panamabn;
 import dev.panamabn.internal.mpi.BatchNormMpi;
 
 import java.io.IOException;
-import java.io.InputStream;
-import java.lang.foreign.SymbolLookup;
-import java.lang.reflect.Method;
 import java.net.URISyntaxException;
 import java.net.URL;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -100,7 +96,7 @@ final class MpiLibrary {
                 throw notLoaded(List.of(place + ": no such file"));
             }
             try {
-                systemLoad(path);
+                NativeLibrary.systemLoad(path);
             } catch (UnsatisfiedLinkError e) {
                 throw notLoaded(List.of(place + ": " + e.getMessage()));
             }
@@ -117,7 +113,7 @@ final class MpiLibrary {
                 tried.add(place + ": no such file");
             } else {
                 try {
-                    systemLoad(sibling);
+                    NativeLibrary.systemLoad(sibling);
                     return sibling + " (beside " + NativeLibrary.PATH_PROPERTY + ")";
                 } catch (UnsatisfiedLinkError e) {
                     throw notLoaded(List.of(place + ": " + e.getMessage()));
@@ -131,8 +127,9 @@ final class MpiLibrary {
             tried.add(resourcePlace + ": not found (this build of panama-batchnorm was made without MPI)");
         } else {
             try {
-                Path path = "file".equals(url.getProtocol()) ? Path.of(url.toURI()) : extract(url);
-                systemLoad(path);
+                Path path = "file".equals(url.getProtocol()) ? Path.of(url.toURI())
+                        : NativeLibrary.extract(url, "libbatchnorm_mpi-");
+                NativeLibrary.systemLoad(path);
                 return path + " (from " + resourcePlace + ")";
             } catch (UnsatisfiedLinkError e) {
                 // Found but not loadable: MPI's runtime is missing. Another place cannot help.
@@ -143,7 +140,7 @@ final class MpiLibrary {
         }
 
         try {
-            loadLibrary("batchnorm_mpi");
+            NativeLibrary.loadLibrary("batchnorm_mpi");
             return FILE_NAME + " (from java.library.path)";
         } catch (UnsatisfiedLinkError e) {
             tried.add("System.loadLibrary(\"batchnorm_mpi\") with java.library.path="
@@ -152,51 +149,14 @@ final class MpiLibrary {
         throw notLoaded(tried);
     }
 
-    /** Every C function the bindings link, from the bindings' {@code name$address()} methods. */
+    /** Every C function the bindings link. */
     static List<String> boundSymbols() {
-        List<String> symbols = new ArrayList<>();
-        for (Method method : BatchNormMpi.class.getMethods()) {
-            String name = method.getName();
-            if (name.endsWith("$address") && method.getParameterCount() == 0) {
-                symbols.add(name.substring(0, name.length() - "$address".length()));
-            }
-        }
-        symbols.sort(null);
-        return symbols;
+        return NativeLibrary.boundSymbols(BatchNormMpi.class);
     }
 
     /** Refuses a file without every bound symbol before a binding's class initialiser fails on it. */
     private static void checkSymbols(String loaded) {
-        SymbolLookup lookup = SymbolLookup.loaderLookup();
-        for (String symbol : boundSymbols()) {
-            if (lookup.find(symbol).isEmpty()) {
-                throw new UnsatisfiedLinkError("the library " + loaded + " lacks the symbol " + symbol
-                        + ": it is not the libbatchnorm_mpi of this version of panama-batchnorm");
-            }
-        }
-    }
-
-    @SuppressWarnings("restricted") // loading the library is this class's purpose
-    private static void systemLoad(Path path) {
-        try {
-            System.load(path.toString());
-        } catch (IllegalCallerException e) {
-            throw new IllegalCallerException(NativeLibrary.NATIVE_ACCESS_ADVICE + NativeLibrary.nativeAccessFlag(), e);
-        }
-    }
-
-    @SuppressWarnings("restricted") // loading the library is this class's purpose
-    private static void loadLibrary(String name) {
-        System.loadLibrary(name);
-    }
-
-    private static Path extract(URL url) throws IOException {
-        Path file = Files.createTempFile("libbatchnorm_mpi-", ".so");
-        file.toFile().deleteOnExit();
-        try (InputStream in = url.openStream()) {
-            Files.copy(in, file, StandardCopyOption.REPLACE_EXISTING);
-        }
-        return file;
+        NativeLibrary.checkSymbols(loaded, boundSymbols(), "libbatchnorm_mpi");
     }
 
     private static UnsatisfiedLinkError notLoaded(List<String> tried) {

@@ -135,8 +135,13 @@ final class NativeLibrary {
      * writes a {@code name$address()} method for each): no second list to keep in step.
      */
     static List<String> boundSymbols() {
+        return boundSymbols(BatchNormNative.class);
+    }
+
+    /** Every C function a bindings class links, from its {@code name$address()} methods. */
+    static List<String> boundSymbols(Class<?> bindings) {
         List<String> symbols = new ArrayList<>();
-        for (Method method : BatchNormNative.class.getMethods()) {
+        for (Method method : bindings.getMethods()) {
             String name = method.getName();
             if (name.endsWith(ADDRESS_SUFFIX) && method.getParameterCount() == 0) {
                 symbols.add(name.substring(0, name.length() - ADDRESS_SUFFIX.length()));
@@ -154,11 +159,16 @@ final class NativeLibrary {
      * @throws UnsatisfiedLinkError naming the library and the first missing symbol
      */
     static void checkSymbols(String loaded, List<String> symbols) {
+        checkSymbols(loaded, symbols, "libbatchnorm");
+    }
+
+    /** As {@link #checkSymbols(String, List)}, for the library called {@code name}. */
+    static void checkSymbols(String loaded, List<String> symbols, String name) {
         SymbolLookup lookup = SymbolLookup.loaderLookup();
         for (String symbol : symbols) {
             if (lookup.find(symbol).isEmpty()) {
                 throw new UnsatisfiedLinkError("the library " + loaded + " lacks the symbol " + symbol
-                        + " that the bindings use: it is not the libbatchnorm of this version of panama-batchnorm");
+                        + " that the bindings use: it is not the " + name + " of this version of panama-batchnorm");
             }
         }
     }
@@ -169,8 +179,8 @@ final class NativeLibrary {
         return "--enable-native-access=" + (module.isNamed() ? module.getName() : "ALL-UNNAMED");
     }
 
-    @SuppressWarnings("restricted") // loading the library is this class's purpose
-    private static void systemLoad(Path path) {
+    @SuppressWarnings("restricted") // loading a library is this class's purpose
+    static void systemLoad(Path path) {
         try {
             System.load(path.toString());
         } catch (IllegalCallerException e) {
@@ -179,13 +189,18 @@ final class NativeLibrary {
         }
     }
 
-    @SuppressWarnings("restricted") // loading the library is this class's purpose
-    private static void loadLibrary(String name) {
+    @SuppressWarnings("restricted") // loading a library is this class's purpose
+    static void loadLibrary(String name) {
         System.loadLibrary(name);
     }
 
     private static Path extract(URL url) throws IOException {
-        Path file = Files.createTempFile("libbatchnorm-", ".so");
+        return extract(url, "libbatchnorm-");
+    }
+
+    /** Copies a library out of a jar into a temporary file (deleted at exit) that System.load can read. */
+    static Path extract(URL url, String prefix) throws IOException {
+        Path file = Files.createTempFile(prefix, ".so");
         file.toFile().deleteOnExit();
         try (InputStream in = url.openStream()) {
             Files.copy(in, file, StandardCopyOption.REPLACE_EXISTING);
