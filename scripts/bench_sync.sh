@@ -71,5 +71,6 @@ cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -n 1)
   done
 } | tee "$csv"
 echo
-/usr/bin/python3 scripts/bench_report.py --csv "${csv%.csv}-report.csv" "$csv" | sed -n '/^goal: a synchronised/,/^$/p'
+/usr/bin/python3 scripts/bench_report.py --csv "${csv%.csv}-report.csv" "$csv" |
+  sed -n -e '/^goal: a synchronised/,/^$/p' -e "/^goal: the exchange's own cost/,/^\$/p"
 echo "csv: $csv"

@@ -2,7 +2,9 @@ package dev.panamabn.bench;
 
 import dev.panamabn.BatchNorm;
 import dev.panamabn.BatchNormOptions;
+import dev.panamabn.ChannelStats;
 import dev.panamabn.Collective;
+import dev.panamabn.GradSums;
 import dev.panamabn.MpiCollective;
 import dev.panamabn.Parallelism;
 import dev.panamabn.Shape;
@@ -25,6 +27,14 @@ import java.util.SplittableRandom;
  * {@code panama-batchnorm-sync-Kranks} and {@code panama-batchnorm-local-Kranks}, threads = K x
  * threads per rank, the shape of the whole batch) and a comment with the exchange's share: the
  * time spent inside the collective's allgather during the synchronised steps.
+ *
+ * <p>A third step, {@code panama-batchnorm-phases-Kranks}, is the local step run through the
+ * public phases with nothing exchanged (statistics, then the forward from them; gradient sums,
+ * then the backward from them): the synchronised step's memory traffic without its messages. One
+ * exchange per pass means that every channel's statistics exist before any output, so x (and in
+ * backward dy) is read again after the reduction; the local step's fused schedule reads them
+ * once. This step measures that cost alone: the bound of a synchronised step at one exchange per
+ * pass.
  *
  * <p>Options: {@code --shape NxCxHxW} (32x64x56x56), {@code --threads T} per rank (1),
  * {@code --rounds R} (9), {@code --steps S} per round (10), {@code --warmup W} steps (5).
@@ -69,7 +79,8 @@ public final class SyncStepBench {
         BatchNormOptions options = BatchNormOptions.of((int) dims[1]);
         try (Arena arena = Arena.ofConfined();
              SyncBatchNorm sync = SyncBatchNorm.create(options, timed);
-             BatchNorm local = BatchNorm.create(options)) {
+             BatchNorm local = BatchNorm.create(options);
+             BatchNorm phased = BatchNorm.create(options)) {
             long count = Math.max(1, shard.elementCount());
             MemorySegment x = fill(arena.allocate(ValueLayout.JAVA_FLOAT, count), 1 + rank);
             MemorySegment dy = fill(arena.allocate(ValueLayout.JAVA_FLOAT, count), 100 + rank);
@@ -83,23 +94,30 @@ public final class SyncStepBench {
                 local.forward(x, shard, y);
                 local.backward(dy, x, shard, dx);
             };
+            Runnable phasesStep = () -> {
+                ChannelStats stats = phased.batchStats(x, shard);
+                phased.forward(x, shard, y, stats);
+                GradSums sums = phased.backwardSums(dy, x, shard);
+                phased.backward(dy, x, shard, dx, sums, sums);
+            };
+            Runnable[] kinds = {syncStep, localStep, phasesStep};
             for (int i = 0; i < warmup; i++) {
-                syncStep.run();
-                localStep.run();
+                for (Runnable step : kinds) {
+                    step.run();
+                }
             }
-            double[] syncNs = new double[rounds];
-            double[] localNs = new double[rounds];
+            double[][] ns = new double[kinds.length][rounds];
             double[] exchangeNs = new double[rounds];
             for (int r = 0; r < rounds; r++) {
-                // Alternating order, every rank at once: both see the same neighbours on the memory bus.
-                boolean syncFirst = r % 2 == 0;
-                double first = timeSteps(world, syncFirst ? syncStep : localStep, steps, timed, syncFirst);
-                double second = timeSteps(world, syncFirst ? localStep : syncStep, steps, timed, !syncFirst);
-                syncNs[r] = syncFirst ? first : second;
-                localNs[r] = syncFirst ? second : first;
+                // Rotating order, every rank at once: each step sees the same neighbours on the memory bus.
+                for (int j = 0; j < kinds.length; j++) {
+                    int kind = (r + j) % kinds.length;
+                    ns[kind][r] = timeSteps(world, kinds[kind], steps, timed, kind == 0);
+                }
                 exchangeNs[r] = timed.takeNanos() / (double) steps;
             }
-            double[] mine = {median(syncNs), median(localNs), median(exchangeNs), timed.medianCallNanos()};
+            double[] mine = {median(ns[0]), median(ns[1]), median(exchangeNs), timed.medianCallNanos(),
+                    median(ns[2])};
             double[][] all = world.allgather(mine);
             if (rank == 0) {
                 report(all, dims, k, threads, timed.calls() / (double) ((long) rounds * steps + warmup));
@@ -125,7 +143,9 @@ public final class SyncStepBench {
         double local = 0;
         double exchange = 0;
         double call = Double.MAX_VALUE;
+        double phases = 0;
         for (double[] rank : all) {
+            phases = Math.max(phases, rank[4]);
             sync = Math.max(sync, rank[0]);
             local = Math.max(local, rank[1]);
             exchange = Math.max(exchange, rank[2]);
@@ -137,6 +157,11 @@ public final class SyncStepBench {
                 total, sync);
         System.out.printf(Locale.ROOT, "%s,nchw,f32,sync_step,panama-batchnorm-local-%dranks,%d,warm,%.0f%n", shape, k,
                 total, local);
+        System.out.printf(Locale.ROOT, "%s,nchw,f32,sync_step,panama-batchnorm-phases-%dranks,%d,warm,%.0f%n", shape, k,
+                total, phases);
+        System.out.printf(Locale.ROOT, "# sync_step %d ranks x %d threads: local through the phases, nothing "
+                + "exchanged, %.3f ms (%.2fx the local step): the bound at one exchange per pass%n",
+                k, threads, phases / 1e6, phases / local);
         System.out.printf(Locale.ROOT, "# sync_step %d ranks x %d threads, shard %dx%dx%dx%d: synchronised %.3f ms, "
                         + "local %.3f ms (%.2fx); in the exchange %.1f us per step (%.1f%% of the synchronised step, "
                         + "waits for the slowest rank included; median call %.1f us), %.2f collective calls per step%n",
