@@ -112,7 +112,7 @@ final class NativeLibrary {
             tried.add(resourcePlace + ": not found" + platformNote());
         } else {
             try {
-                Path path = "file".equals(url.getProtocol()) ? Path.of(url.toURI()) : extract(url);
+                Path path = "file".equals(url.getProtocol()) ? Path.of(url.toURI()) : extract(url, "libbatchnorm-");
                 systemLoad(path);
                 return path + " (from " + resourcePlace + ")";
             } catch (IOException | URISyntaxException | UnsatisfiedLinkError e) {
@@ -192,10 +192,6 @@ final class NativeLibrary {
     @SuppressWarnings("restricted") // loading a library is this class's purpose
     static void loadLibrary(String name) {
         System.loadLibrary(name);
-    }
-
-    private static Path extract(URL url) throws IOException {
-        return extract(url, "libbatchnorm-");
     }
 
     /** Copies a library out of a jar into a temporary file (deleted at exit) that System.load can read. */
