@@ -5,16 +5,17 @@
 # (below 1: B is faster) and each order's own ratio. Build the tool with
 #   scripts/bench.sh --build-only       (it lands in target/bench/build/bench)
 #
-# usage: scripts/lib_ab.sh A.so B.so [--threads T] [--rounds R] [--offset B] [SHAPE...]
+# usage: scripts/lib_ab.sh A.so B.so [--threads T] [--rounds R] [--offset B]
+#                         [--dtype f32|bf16|f16] [--layout nchw|nhwc] [SHAPE...]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 tool=$root/target/bench/build/bench/native_lib_ab
 if [[ ${1:-} == --help || ${1:-} == -h ]]; then
-    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
 fi
 if [[ $# -lt 2 ]]; then
-    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 fi
 if [[ ! -x $tool ]]; then

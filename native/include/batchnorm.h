@@ -15,7 +15,8 @@
  * or BN_F16 (IEEE binary16); every tensor of one call has the same type. Per-channel arrays are
  * float (weight, bias, their gradients, running statistics) or double (statistics), whatever
  * the tensors' type. Statistics accumulate in double; every output element is rounded once, to
- * nearest-even, from its value computed in double.
+ * nearest-even, from its value computed in double (float32 outputs) or in float (16-bit outputs,
+ * as PyTorch does; per-channel constants too large or small for float keep double for the call).
  *
  * Epilogues (the act argument), PyTorch's composition:
  *   BN_ACT_NONE      y = bn(x)

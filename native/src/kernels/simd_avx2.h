@@ -66,6 +66,18 @@ static inline vf vf_join_odd(vd lo, vd hi) {
     return _mm256_insertf128_ps(_mm256_castps128_ps256(bn_pd_ps_odd(lo)), bn_pd_ps_odd(hi), 1);
 }
 
+/* Float lanes, for the elementwise passes of 16-bit tensors. */
+static inline vf vf_set1(float a) { return _mm256_set1_ps(a); }
+static inline vf vf_add(vf a, vf b) { return _mm256_add_ps(a, b); }
+static inline vf vf_sub(vf a, vf b) { return _mm256_sub_ps(a, b); }
+static inline vf vf_mul(vf a, vf b) { return _mm256_mul_ps(a, b); }
+static inline vf vf_fma(vf a, vf b, vf c) { return _mm256_fmadd_ps(a, b, c); }
+static inline vf vf_fnma(vf a, vf b, vf c) { return _mm256_fnmadd_ps(a, b, c); }
+static inline vf vf_relu(vf a) { return _mm256_max_ps(_mm256_setzero_ps(), a); }
+static inline vf vf_blend(vf a, vf b, int64_t n) {
+    return _mm256_blendv_ps(b, a, _mm256_castsi256_ps(bn_lanes32(n)));
+}
+
 static inline vf vf_mask_pos(vf g, vf y) {
     return _mm256_and_ps(g, _mm256_cmp_ps(y, _mm256_setzero_ps(), _CMP_GT_OQ));
 }

@@ -69,6 +69,16 @@ static inline vf vf_join_odd(vd lo, vd hi) {
     return _mm512_castpd_ps(_mm512_insertf64x4(l, _mm256_castps_pd(bn_pd_ps_odd(hi)), 1));
 }
 
+/* Float lanes, for the elementwise passes of 16-bit tensors. */
+static inline vf vf_set1(float a) { return _mm512_set1_ps(a); }
+static inline vf vf_add(vf a, vf b) { return _mm512_add_ps(a, b); }
+static inline vf vf_sub(vf a, vf b) { return _mm512_sub_ps(a, b); }
+static inline vf vf_mul(vf a, vf b) { return _mm512_mul_ps(a, b); }
+static inline vf vf_fma(vf a, vf b, vf c) { return _mm512_fmadd_ps(a, b, c); }
+static inline vf vf_fnma(vf a, vf b, vf c) { return _mm512_fnmadd_ps(a, b, c); }
+static inline vf vf_relu(vf a) { return _mm512_max_ps(_mm512_setzero_ps(), a); }
+static inline vf vf_blend(vf a, vf b, int64_t n) { return _mm512_mask_mov_ps(b, bn_mask16(n), a); }
+
 /* g where y > 0, else 0 (ReLU's gradient; NaN in y gives 0). */
 static inline vf vf_mask_pos(vf g, vf y) {
     return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_GT_OQ), g);

@@ -58,6 +58,24 @@ static inline vf vf_join_odd(vd lo, vd hi) {
                 bn_double_to_float_odd(hi[1])};
 }
 
+/* Float lanes, for the elementwise passes of 16-bit tensors (no fused multiply-add here). */
+static inline vf vf_set1(float a) { return (vf){a, a, a, a}; }
+static inline vf vf_add(vf a, vf b) { return a + b; }
+static inline vf vf_sub(vf a, vf b) { return a - b; }
+static inline vf vf_mul(vf a, vf b) { return a * b; }
+static inline vf vf_fma(vf a, vf b, vf c) { return a * b + c; }
+static inline vf vf_fnma(vf a, vf b, vf c) { return c - a * b; }
+static inline vf vf_relu(vf a) {
+    for (int i = 0; i < BN_VL; i++)
+        a[i] = a[i] != a[i] ? a[i] : a[i] > 0.0f ? a[i] : 0.0f;
+    return a;
+}
+static inline vf vf_blend(vf a, vf b, int64_t n) {
+    for (int64_t i = n < 0 ? 0 : n; i < BN_VL; i++)
+        a[i] = b[i];
+    return a;
+}
+
 static inline vf vf_mask_pos(vf g, vf y) {
     for (int i = 0; i < BN_VL; i++)
         g[i] = y[i] > 0.0f ? g[i] : 0.0f;

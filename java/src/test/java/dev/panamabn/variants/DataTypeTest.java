@@ -129,36 +129,73 @@ class DataTypeTest {
     }
 
     /**
-     * y = x * w + b in double is a tie of the 16-bit type plus 2^-40: rounded once it goes up;
-     * rounded to float first (where the 2^-40 is lost) and then to the type, the tie would go to
-     * the even neighbour below.
+     * 16-bit outputs are computed in float lanes and rounded once from the float result: y = x * w + b
+     * with w a tie of the type and b = 2^-20 is exact in float and lies just above the tie, so it
+     * rounds up; with b = 0 it is the tie itself and goes to the even neighbour. A conversion that
+     * truncated, or rounded ties away from zero, gives other bits.
      */
     @Test
-    void outputsAreRoundedOnceFromDoubleNotTwice() {
+    void outputsAreRoundedOnceFromTheFloatResult() {
         for (DataType type : new DataType[] {DataType.BFLOAT16, DataType.FLOAT16}) {
             float tie = type == DataType.BFLOAT16 ? 1 + 0x1p-8f : 1 + 0x1p-11f;
             float up = type == DataType.BFLOAT16 ? 1 + 0x1p-7f : 1 + 0x1p-10f;
-            Shape shape = Shape.of(2, 1, 4);
-            TensorSpec spec = shape.with(type);
-            try (BatchNorm bn = BatchNorm.create(dev.panamabn.BatchNormOptions.of(1).withEps(0));
-                 Arena arena = Arena.ofConfined()) {
-                bn.weight().set(java.lang.foreign.ValueLayout.JAVA_FLOAT, 0, tie);
-                bn.bias().set(java.lang.foreign.ValueLayout.JAVA_FLOAT, 0, 0x1p-40f);
-                bn.eval(); // running mean 0, variance 1, eps 0: y = x * w + b exactly in double
-                MemorySegment x = arena.allocate(spec.byteSize());
-                MemorySegment y = arena.allocate(spec.byteSize());
-                for (int i = 0; i < 8; i++) {
-                    x.setAtIndex(java.lang.foreign.ValueLayout.JAVA_SHORT, i, type.fromFloat(i % 2 == 0 ? 1f : -1f));
-                }
-                bn.forward(x, spec, y);
-                for (int i = 0; i < 8; i++) {
-                    float expected = i % 2 == 0 ? up : -tie + 0x1p-40f;
-                    float got = type.toFloat(y.getAtIndex(java.lang.foreign.ValueLayout.JAVA_SHORT, i));
-                    float want = i % 2 == 0 ? up : type.toFloat(type.fromFloat(-tie)); // -tie + tiny: not a tie
-                    assertEquals(want, got, type + " element " + i + " (exact " + expected + ")");
+            for (float bias : new float[] {0x1p-20f, 0f}) {
+                float[] y = evalOfPlusMinus(type, 1f, tie, bias);
+                for (int i = 0; i < y.length; i++) {
+                    float exact = i % 2 == 0 ? tie + bias : -tie + bias; // exact in float
+                    float want = nearestEven(type, exact);
+                    if (i % 2 == 0) {
+                        assertEquals(bias == 0 ? 1f : up, want, "the reference itself");
+                    }
+                    assertEquals(want, y[i], type + " element " + i + " (exact " + exact + ")");
                 }
             }
         }
+    }
+
+    /**
+     * Where a coefficient is outside the range float lanes keep exact enough, the call computes in
+     * double and still rounds once: with x = 2^60 and w = 2^-101, y = 2^-41 + tie rounds up, where
+     * float lanes would lose the 2^-41 and send the tie to the even neighbour below. (bfloat16 only:
+     * float16's range cannot carry such a term to the output.)
+     */
+    @Test
+    void coefficientsBeyondFloatLanesAreRoundedOnceFromDouble() {
+        DataType type = DataType.BFLOAT16;
+        float tie = 1 + 0x1p-8f;
+        float up = 1 + 0x1p-7f;
+        float[] y = evalOfPlusMinus(type, 0x1p60f, 0x1p-101f, tie);
+        for (int i = 0; i < y.length; i++) {
+            float want = i % 2 == 0 ? up : 1f; // tie - 2^-41: below the tie
+            assertEquals(want, y[i], type + " element " + i);
+        }
+    }
+
+    /** y of an eval forward with running mean 0, variance 1, eps 0 on x = +v, -v, +v, ...: x * w + b. */
+    private static float[] evalOfPlusMinus(DataType type, float v, float weight, float bias) {
+        TensorSpec spec = Shape.of(2, 1, 4).with(type);
+        try (BatchNorm bn = BatchNorm.create(dev.panamabn.BatchNormOptions.of(1).withEps(0));
+             Arena arena = Arena.ofConfined()) {
+            bn.weight().set(java.lang.foreign.ValueLayout.JAVA_FLOAT, 0, weight);
+            bn.bias().set(java.lang.foreign.ValueLayout.JAVA_FLOAT, 0, bias);
+            bn.eval();
+            MemorySegment x = arena.allocate(spec.byteSize());
+            MemorySegment y = arena.allocate(spec.byteSize());
+            for (int i = 0; i < 8; i++) {
+                x.setAtIndex(java.lang.foreign.ValueLayout.JAVA_SHORT, i, type.fromFloat(i % 2 == 0 ? v : -v));
+            }
+            bn.forward(x, spec, y);
+            float[] out = new float[8];
+            for (int i = 0; i < 8; i++) {
+                out[i] = type.toFloat(y.getAtIndex(java.lang.foreign.ValueLayout.JAVA_SHORT, i));
+            }
+            return out;
+        }
+    }
+
+    /** The nearest value of the type to f, ties to the even encoding, from the field definitions. */
+    private static float nearestEven(DataType type, float f) {
+        return (float) nearest(type, f, type == DataType.FLOAT16 ? 65504 : bfloat16Value(0x7f7f));
     }
 
     @Test
