@@ -8,14 +8,18 @@
 #define BN_TILE_MIN_VALUES 65536
 #define BN_TILE_MIN_ROWS 512
 
-/* A channels-first group spans at least this many bytes of a row (short rows are read as longer
- * runs of consecutive channels), and a reduction's group at most BN_GROUP_SLICE bytes of each
- * input, so that it is still in the core's L2 when its elementwise pass comes. */
-#define BN_GROUP_ROW_BYTES 1024
-#define BN_GROUP_SLICE ((int64_t)256 << 10)
-
 /* Rows of at least this many values take the fused pass (bn_plan.fuse). */
 #define BN_FUSE_MIN_ROW 256
+
+/* A channels-first group spans at least this many bytes of a row: short rows are read as longer
+ * runs of consecutive channels, each run's ends (a vector of two channels' values, a masked
+ * store) amortised over more values, the rows' far-apart pieces longer for the prefetchers.
+ * Rows the fused pass takes span a row of their own. A reduction's group spans at most
+ * BN_GROUP_SLICE bytes of each input, so that its elementwise pass finds it in the core's L2 or
+ * the cache behind it: on short rows the walk's per-run costs outweigh an L2 hit. */
+#define BN_GROUP_ROW_BYTES_SHORT 8192
+#define BN_GROUP_ROW_BYTES 1024
+#define BN_GROUP_SLICE ((int64_t)2 << 20)
 
 /*
  * The last-level cache a core can use, in bytes. AMD's L3 belongs to a core complex of at most
@@ -47,7 +51,8 @@ static int64_t min64(int64_t a, int64_t b) {
 
 static int64_t ncs_group(const bn_io *io, int reduce, int threads) {
     int64_t eb = bn_elem_bytes(io->dtype), row = io->s * eb;
-    int64_t g = (BN_GROUP_ROW_BYTES + row - 1) / row;
+    int64_t span = io->s >= BN_FUSE_MIN_ROW ? BN_GROUP_ROW_BYTES : BN_GROUP_ROW_BYTES_SHORT;
+    int64_t g = (span + row - 1) / row;
     if (reduce) {
         int64_t slice = io->n * row;
         int64_t fit = slice > 0 ? BN_GROUP_SLICE / slice : g;

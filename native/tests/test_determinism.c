@@ -92,6 +92,39 @@ static void compare(const outputs *a, const outputs *b, int64_t total, int64_t c
     SAME(sii, (size_t)c * sizeof(double));
 }
 
+/* The training forward is the statistics phase and the forward from its statistics, bit for
+ * bit: the fused pass (long rows) and the reduction alone add the same values in the same
+ * order. x of mean 0.3 and spread 1, so that its squared deviations carry all 48 bits and a
+ * different order of their sums shows in m2, save_invstd and y. */
+static void same_bits_as_the_phases(shape sh, const float *w, const float *b, rng *r) {
+    int64_t c = sh.c, total = sh.n * c * sh.s;
+    size_t cd = (size_t)c * sizeof(double), cf = (size_t)c * sizeof(float);
+    double *mean = malloc(cd), *m2 = malloc(cd), *sm = malloc(cd), *si = malloc(cd);
+    double *sm1 = malloc(cd), *si1 = malloc(cd);
+    float *rm = malloc(cf), *rv = malloc(cf);
+    float *x = malloc((size_t)total * sizeof(float)), *y = malloc((size_t)total * sizeof(float));
+    float *y1 = malloc((size_t)total * sizeof(float));
+    for (int64_t i = 0; i < total; i++)
+        x[i] = (float)(0.3 + rng_normal(r));
+    for (int threads = 1; threads <= 2; threads++) {
+        bn_set_num_threads(threads);
+        for (int64_t ch = 0; ch < c; ch++)
+            rm[ch] = 0.5f, rv[ch] = 2.0f;
+        int32_t st = bn_forward_train_f32(y1, sm1, si1, rm, rv, x, w, b, sh.n, c, sh.s,
+                                          BN_LAYOUT_NCS, 1e-5, 0.1);
+        st |= bn_stats(mean, m2, x, sh.n, c, sh.s, BN_LAYOUT_NCS, BN_F32);
+        st |= bn_forward_from_stats(y, sm, si, rm, rv, x, NULL, w, b, mean, m2, sh.n * sh.s, sh.n,
+                                    c, sh.s, BN_LAYOUT_NCS, BN_F32, BN_ACT_NONE, 1e-5, 0.1, 0);
+        CHECK(st == BN_OK, "phases status %d", st);
+        CHECK(memcmp(sm, sm1, cd) == 0 && memcmp(si, si1, cd) == 0 &&
+                  memcmp(y, y1, (size_t)total * sizeof(float)) == 0,
+              "shape %lldx%lldx%lld, %d threads: the phases differ from one forward",
+              (long long)sh.n, (long long)c, (long long)sh.s, threads);
+    }
+    free(mean), free(m2), free(sm), free(si), free(sm1), free(si1), free(rm), free(rv);
+    free(x), free(y), free(y1);
+}
+
 int main(void) {
     static const shape shapes[] = {
         {1, 1, 1000003},  /* one huge channel */
@@ -140,6 +173,7 @@ int main(void) {
             run_all(&o, x, dy, w, b, sh);
             compare(&ref, &o, total, c, threads, sh);
         }
+        same_bits_as_the_phases(sh, w, b, &r);
         release(&ref), release(&o);
         free(x), free(dy), free(w), free(b);
     }
