@@ -201,18 +201,26 @@ BN_HIDDEN void bn_finalize_eval_grads(const bn_grad_out *o, int64_t ch, bn_sums 
 #define BN_TILES_MAX 32
 
 /* How a reduction's work is shared: each thread a range of channels (every tile of a channel
- * on one thread, merged as it goes), or each thread a range of (tile, channel group) pieces with
- * the partials kept until every tile is done. */
+ * on one thread, merged as it goes; channels-first), or, a panel of channels at a time, each
+ * thread a range of (tile, channel group) pieces with the partials kept until every tile is done
+ * (channels-last with tiles enough to share: each thread reads whole rows in memory order). */
 typedef enum { BN_BY_CHANNELS = 0, BN_BY_TILES = 1 } bn_split;
 
 /* At most this many channels take the by-tiles schedule (its partials live on the stack). */
 #define BN_BY_TILES_MAX_C 64
+
+/* Channels-last reductions run by tiles, a panel of at most BN_PANEL_MAX channels at a time, in
+ * at most BN_NSC_TILES_MAX tiles: their partials live on the stack. */
+#define BN_PANEL_MAX 256
+#define BN_NSC_TILES_MAX 16
+#define BN_TILE_PARTS (BN_NSC_TILES_MAX * BN_PANEL_MAX)
 
 typedef struct bn_plan {
     int threads;     /* team size; 1: the calling thread, no OpenMP region */
     int64_t tiles;   /* tiles per channel (bn_tiles: the shape's reduction tree) */
     bn_split split;  /* for ops with a reduction */
     int64_t group;   /* channels per reduce/apply call: NCS group, NSC piece */
+    int64_t panel;   /* by tiles: channels reduced, finalized and applied together */
     int stream;      /* outputs too big to stay in the cache: stream them past it */
     int fuse;        /* by channels: reduce each group while the previous one is applied */
 } bn_plan;

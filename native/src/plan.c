@@ -21,6 +21,8 @@
 #define BN_GROUP_ROW_BYTES 1024
 #define BN_GROUP_SLICE ((int64_t)2 << 20)
 
+#define BN_PANEL_ROW_BYTES 256
+
 /*
  * The last-level cache a core can use, in bytes. AMD's L3 belongs to a core complex of at most
  * 32 MiB (96 MiB with 3D V-Cache), but what the OS reports is often the whole socket's (hundreds
@@ -42,7 +44,8 @@ static int64_t llc_bytes(void) {
 
 int64_t bn_tiles(int64_t m, int32_t layout) {
     int64_t t = m / (layout == BN_LAYOUT_NCS ? BN_TILE_MIN_VALUES : BN_TILE_MIN_ROWS);
-    return t < 1 ? 1 : t > BN_TILES_MAX ? BN_TILES_MAX : t;
+    int64_t most = layout == BN_LAYOUT_NCS ? BN_TILES_MAX : BN_NSC_TILES_MAX;
+    return t < 1 ? 1 : t > most ? most : t;
 }
 
 static int64_t min64(int64_t a, int64_t b) {
@@ -60,6 +63,23 @@ static int64_t ncs_group(const bn_io *io, int reduce, int threads) {
     }
     g = min64(g, (io->c + threads - 1) / threads);
     return g < 1 ? 1 : min64(g, BN_NCS_GROUP_MAX);
+}
+
+/*
+ * Channels per panel of a channels-last reduction (reduced, finalized, applied together): a
+ * panel's slices of the inputs its elementwise pass reads again fill at most half the last-level
+ * cache, so that the pass finds them there; panels of equal size, whole vectors of channels,
+ * each row's piece at least BN_PANEL_ROW_BYTES long (shorter pieces far apart cost more than the
+ * cache saves), at most BN_PANEL_MAX channels (the partials live on the stack).
+ */
+static int64_t nsc_panel(const bn_io *io) {
+    int64_t reread = (io->x != NULL) + (io->dy != NULL) + (io->act != BN_ACT_NONE && io->y != NULL);
+    int64_t per_ch = io->n * io->s * bn_elem_bytes(io->dtype) * (reread > 0 ? reread : 1);
+    int64_t fit = per_ch > 0 ? llc_bytes() / 2 / per_ch : io->c;
+    int64_t least = BN_PANEL_ROW_BYTES / bn_elem_bytes(io->dtype);
+    fit = fit < least ? least : min64(fit, BN_PANEL_MAX);
+    int64_t panels = (io->c + fit - 1) / fit, p = (io->c + panels - 1) / panels;
+    return min64(io->c, (p + 15) / 16 * 16);
 }
 
 bn_plan bn_plan_make(const bn_io *io, const bn_kernels *k, int what, int64_t work) {
@@ -82,15 +102,23 @@ bn_plan bn_plan_make(const bn_io *io, const bn_kernels *k, int what, int64_t wor
         int balanced = c % p.threads == 0 || c >= 8 * (int64_t)p.threads;
         if (reduce && p.threads > 1 && !balanced && c <= BN_BY_TILES_MAX_C)
             p.split = BN_BY_TILES;
+        p.panel = c;
         p.group = ncs_group(io, reduce, p.split == BN_BY_TILES ? 1 : p.threads);
         /* the fused pass pairs a tile's rows of two groups: tiles of whole rows; on shorter
          * rows its per-row edges cost more than the overlap gains */
         p.fuse = what == BN_OP_FUSABLE && p.split == BN_BY_CHANNELS && io->n >= p.tiles &&
                  io->s >= BN_FUSE_MIN_ROW;
     } else {
-        if (reduce && p.threads > 1 && c <= BN_BY_TILES_MAX_C)
+        /* whole rows in memory order when the tiles are enough to share; a few long tiles
+         * are shared by channels, each thread every row's piece of its channels */
+        if (reduce && (p.threads == 1 || p.tiles >= 2 * (int64_t)p.threads)) {
             p.split = BN_BY_TILES;
-        p.group = min64(c, BN_NSC_PIECE_MAX);
+            p.panel = nsc_panel(io);
+            p.group = p.panel;
+        } else {
+            p.panel = c;
+            p.group = min64(c, BN_NSC_PIECE_MAX);
+        }
     }
     return p;
 }

@@ -13,6 +13,7 @@
 /* Channels whose elementwise constants are prepared at once (stack arrays). */
 #define BN_WINDOW BN_NSC_PIECE_MAX
 
+
 typedef struct {
     double mean[BN_WINDOW], a[BN_WINDOW], b[BN_WINDOW], k[BN_WINDOW];
 } coef_buf;
@@ -214,48 +215,86 @@ static void run_channels(const bn_op *op, const bn_plan *p, const bn_kernels *k,
     }
 }
 
-/* What the by-tiles schedule's threads share: a partial per (tile, channel), the references
- * and the constants of every channel (C <= BN_BY_TILES_MAX_C). */
+_Static_assert(BN_TILES_MAX * BN_BY_TILES_MAX_C <= BN_TILE_PARTS && BN_PANEL_MAX <= BN_WINDOW,
+               "a by-tiles panel fits the shared partials and constants");
+
+/* What the by-tiles schedule's threads share: a partial per (tile, channel of the panel), and
+ * the constants of two panels (a thread may finalize the next panel while another still applies
+ * this one). */
 typedef struct {
-    bn_sums part[BN_TILES_MAX][BN_BY_TILES_MAX_C];
-    double ref[BN_BY_TILES_MAX_C];
-    coef_buf coef;
+    bn_sums part[BN_TILE_PARTS]; /* tile t, channel j of the panel at [t * panel + j] */
+    coef_buf coef[2];
 } tiles_shared;
 
 static void apply_share(const bn_io *io, int kind, const bn_kernels *k, int stream,
                         const bn_coef *all, bn_consts_fn consts, const void *ctx, int t, int nt);
 
-/*
- * By tiles: the (tile, channel group) pieces shared among the team, each partial kept; then each
- * channel merges its tiles in order and is finalized; then the elementwise pass.
- */
-static void run_tiles(const bn_op *op, const bn_plan *p, const bn_kernels *k, tiles_shared *sh,
-                      int t, int nt) {
-    int64_t c = op->io.c;
-    int64_t g = op->io.layout == BN_LAYOUT_NCS ? p->group : c;
-    int64_t groups = (c + g - 1) / g, u0, u1, c0, c1;
+/* The (tile, channel group) pieces of panel [p0, p0+pc), shared among the team. */
+static void panel_reduce(const bn_op *op, const bn_plan *p, const bn_kernels *k,
+                         tiles_shared *sh, int64_t p0, int64_t pc, int t, int nt) {
+    double ref[BN_PANEL_MAX];
+    int64_t g = min64(p->group, pc), groups = (pc + g - 1) / g, u0, u1;
     share(p->tiles * groups, t, nt, 1, &u0, &u1);
     for (int64_t u = u0; u < u1; u++) {
-        int64_t tile = u / groups, ch = u % groups * g, f0, f1;
+        int64_t tile = u / groups, j = u % groups * g, gj = min64(g, pc - j), f0, f1;
+        for (int64_t l = 0; l < gj; l++)
+            ref[l] = op_ref(op, p0 + j + l);
         tile_bounds(&op->io, p->tiles, tile, &f0, &f1);
-        reduce_tile(op, k, sh->part[tile] + ch, sh->ref + ch, ch, min64(g, c - ch), f0, f1);
+        reduce_tile(op, k, sh->part + tile * pc + j, ref, p0 + j, gj, f0, f1);
     }
-    barrier(nt);
-    bn_coef kc = coef_at(&sh->coef, 0);
-    share(c, t, nt, 1, &c0, &c1);
-    for (int64_t ch = c0; ch < c1; ch++) {
+}
+
+/* Each channel of the panel: its tiles merged in order, then finalized (constants into kc). */
+static void panel_finalize(const bn_op *op, const bn_plan *p, tiles_shared *sh, const bn_coef *kc,
+                           int64_t p0, int64_t pc, int t, int nt) {
+    int64_t c0, c1;
+    share(pc, t, nt, 1, &c0, &c1);
+    for (int64_t j = c0; j < c1; j++) {
         merged acc = merged_zero();
         for (int64_t tile = 0; tile < p->tiles; tile++) {
             int64_t f0, f1;
             tile_bounds(&op->io, p->tiles, tile, &f0, &f1);
-            merge_tile(op, &acc, sh->part[tile][ch], (double)(f1 - f0));
+            merge_tile(op, &acc, sh->part[tile * pc + j], (double)(f1 - f0));
         }
-        finalize(op, ch, sh->ref[ch], acc, &kc, ch);
+        finalize(op, p0 + j, op_ref(op, p0 + j), acc, kc, j);
     }
-    if (op->kind < 0)
+}
+
+/* The panel's elementwise pass: channels-last rows shared among the team. */
+static void panel_apply(const bn_op *op, const bn_plan *p, const bn_kernels *k, const bn_coef *kc,
+                        int64_t p0, int64_t pc, int t, int nt) {
+    const bn_io *io = &op->io;
+    int64_t r0, r1;
+    if (io->layout == BN_LAYOUT_NCS) {
+        apply_share(io, op->kind, k, p->stream, kc, NULL, NULL, t, nt);
         return;
-    barrier(nt);
-    apply_share(&op->io, op->kind, k, p->stream, &kc, NULL, NULL, t, nt);
+    }
+    share(io->n * io->s, t, nt, 1, &r0, &r1);
+    if (r0 < r1)
+        k->apply_nsc(io, kc, op->kind, p0, pc, r0, r1, p->stream);
+}
+
+/*
+ * By tiles, a panel of channels at a time: the panel's (tile, channel group) pieces shared among
+ * the team, each partial kept; then each channel merges its tiles in order and is finalized;
+ * then the panel's elementwise pass.
+ */
+static void run_tiles(const bn_op *op, const bn_plan *p, const bn_kernels *k, tiles_shared *sh,
+                      int t, int nt) {
+    int64_t c = op->io.c;
+    for (int64_t p0 = 0, i = 0; p0 < c; p0 += p->panel, i++) {
+        int64_t pc = min64(p->panel, c - p0);
+        bn_coef kc = coef_at(&sh->coef[i % 2], 0);
+        panel_reduce(op, p, k, sh, p0, pc, t, nt);
+        barrier(nt);
+        panel_finalize(op, p, sh, &kc, p0, pc, t, nt);
+        if (op->kind >= 0) {
+            barrier(nt);
+            panel_apply(op, p, k, &kc, p0, pc, t, nt);
+        } else if (p0 + pc < c) {
+            barrier(nt);
+        }
+    }
 }
 
 static void run_reduce_on(const bn_op *op, const bn_plan *p, const bn_kernels *k,
@@ -279,8 +318,6 @@ static void run_reduce_team(const bn_op *op, const bn_plan *p, const bn_kernels 
 /* The by-tiles schedule's shared state lives in this frame only (its stack is not small). */
 static void run_reduce_tiles(const bn_op *op, const bn_plan *p, const bn_kernels *k) {
     tiles_shared sh;
-    for (int64_t ch = 0; ch < op->io.c; ch++)
-        sh.ref[ch] = op_ref(op, ch);
     if (p->threads <= 1)
         run_tiles(op, p, k, &sh, 0, 1);
     else
