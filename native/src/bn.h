@@ -82,6 +82,9 @@ typedef struct bn_moments {
  * the kernel's stack. */
 #define BN_NCS_GROUP_MAX 32
 #define BN_NSC_PIECE_MAX 256
+/* Channels per call of apply_nsc: whole rows of up to this many channels are walked in memory
+ * order, each vector's constants prepared once for the call (on the kernel's stack). */
+#define BN_NSC_ROW_MAX 1024
 
 typedef struct bn_kernels {
     const char *name;
@@ -98,7 +101,7 @@ typedef struct bn_kernels {
      * stream: store past the caches where the runs allow it (fenced before returning). */
     void (*apply_ncs)(const bn_io *io, const bn_coef *k, int kind, int64_t c0, int64_t g,
                       int64_t r0, int64_t r1, int64_t i0, int64_t i1, int stream);
-    /* Channels-last: rows [r0, r1), channels [c0, c0+g). */
+    /* Channels-last: rows [r0, r1), channels [c0, c0+g). g <= BN_NSC_ROW_MAX. */
     void (*apply_nsc)(const bn_io *io, const bn_coef *k, int kind, int64_t c0, int64_t g,
                       int64_t r0, int64_t r1, int stream);
     /* Channels-first, rows [r0, r1) (a tile of whole rows): reduce_ncs of channels [cr, cr+g)

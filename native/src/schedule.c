@@ -406,12 +406,20 @@ static void apply_share(const bn_io *io, int kind, const bn_kernels *k, int stre
         apply_share_ncs(io, kind, k, stream, all, consts, ctx, t, nt);
         return;
     }
-    coef_buf buf;
+    /* channels-last: up to BN_NSC_ROW_MAX channels of each row at a time, so that rows of
+     * up to that many are walked whole, in memory order */
+    struct {
+        double mean[BN_NSC_ROW_MAX], a[BN_NSC_ROW_MAX], b[BN_NSC_ROW_MAX], k[BN_NSC_ROW_MAX];
+    } buf;
     int64_t r0, r1;
     share(io->n * io->s, t, nt, 1, &r0, &r1);
-    for (int64_t ch = 0; r0 < r1 && ch < io->c; ch += BN_WINDOW) {
-        int64_t g = min64(BN_WINDOW, io->c - ch);
-        bn_coef kc = window_coef(all, consts, ctx, &buf, ch, g);
+    for (int64_t ch = 0; r0 < r1 && ch < io->c; ch += BN_NSC_ROW_MAX) {
+        int64_t g = min64(BN_NSC_ROW_MAX, io->c - ch);
+        bn_coef kc = {buf.mean, buf.a, buf.b, buf.k};
+        if (all)
+            kc = (bn_coef){all->mean + ch, all->a + ch, all->b + ch, all->k + ch};
+        else
+            consts(ctx, &kc, ch, g);
         k->apply_nsc(io, &kc, kind, ch, g, r0, r1, stream);
     }
 }

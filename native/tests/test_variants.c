@@ -431,14 +431,15 @@ int main(void) {
                         check_shards(&p, k);
                 }
     /* big enough for a team, in both schedules of each layout */
-    static const int64_t big[][3] = {{8, 64, 700}, {16, 3, 2048}, {4000, 48, 1}, {64, 300, 16},
-                                     {512, 5, 49}};
+    static const int64_t big[][3] = {{8, 64, 700},  {16, 3, 2048}, {4000, 48, 1},
+                                     {64, 300, 16}, {512, 5, 49},  {40, 1100, 3}};
     for (size_t si = 0; si < sizeof big / sizeof big[0]; si++)
         for (int32_t layout = 0; layout < 2; layout++)
             for (int32_t dt = 0; dt < 3; dt += 1)
                 for (int32_t act = 0; act < 3; act += 2) {
                     problem p = {big[si][0], big[si][1], big[si][2], layout, dt, act};
                     check_threads(&p);
+                    check_eval(&p);
                 }
     return finish("test_variants");
 }
