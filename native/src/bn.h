@@ -106,9 +106,9 @@ typedef struct bn_kernels {
                       int64_t r0, int64_t r1, int stream);
     /* Channels-first, rows [r0, r1) (a tile of whole rows): reduce_ncs of channels [cr, cr+g)
      * into out, and in the same loop apply_ncs of channels [ca, ca+g) over the same rows,
-     * constants k[0..g). The training forward (BN_REDUCE_MOMENTS with BN_APPLY_NORMALIZE) and
-     * backward (BN_REDUCE_GRADS with x, BN_APPLY_TRAIN_DX) only. */
-    void (*fused_ncs)(bn_sums *out, const bn_io *io, const double *ref, int mode, int64_t cr,
+     * constants k[0..g). The training forward (BN_REDUCE_MOMENTS with BN_APPLY_NORMALIZE)
+     * only. */
+    void (*fused_ncs)(bn_sums *out, const bn_io *io, const double *ref, int64_t cr,
                       const bn_coef *k, int64_t ca, int64_t g, int64_t r0, int64_t r1,
                       int stream);
 } bn_kernels;
