@@ -212,11 +212,13 @@ typedef enum { BN_BY_CHANNELS = 0, BN_BY_TILES = 1 } bn_split;
 /* At most this many channels take the by-tiles schedule (its partials live on the stack). */
 #define BN_BY_TILES_MAX_C 64
 
-/* Channels-last reductions run by tiles, a panel of at most BN_PANEL_MAX channels at a time, in
- * at most BN_NSC_TILES_MAX tiles: their partials live on the stack. */
-#define BN_PANEL_MAX 256
+/* Channels-last reductions run by tiles, a panel of at most BN_PANEL_MAX channels at a time (the
+ * most an elementwise pass walks whole rows of), in at most BN_NSC_TILES_MAX tiles, and at most
+ * BN_TILE_PARTS (tile, channel) partials: they live on the stack, so a panel of more than
+ * BN_TILE_PARTS / BN_NSC_TILES_MAX channels takes fewer tiles. */
+#define BN_PANEL_MAX BN_NSC_ROW_MAX
 #define BN_NSC_TILES_MAX 16
-#define BN_TILE_PARTS (BN_NSC_TILES_MAX * BN_PANEL_MAX)
+#define BN_TILE_PARTS 4096
 
 typedef struct bn_plan {
     int threads;     /* team size; 1: the calling thread, no OpenMP region */
@@ -242,8 +244,9 @@ BN_HIDDEN bn_io bn_io_make(const void *x, const void *z, const void *dy, const v
                            void *out2, int64_t n, int64_t c, int64_t s, int32_t layout,
                            int32_t dtype, int32_t act);
 
-/* The tiles per channel of a shape: a function of (m, layout) alone. */
-BN_HIDDEN int64_t bn_tiles(int64_t m, int32_t layout);
+/* The tiles per channel of a shape: a function of (m, layout) and, channels-last, of the panel
+ * (itself a function of the shape, the op and the cache size, never of the thread count). */
+BN_HIDDEN int64_t bn_tiles(int64_t m, int32_t layout, int64_t panel);
 
 /* What an op does, for its plan: an elementwise pass alone, a reduction (maybe followed by an
  * elementwise pass), or a reduction and a pass that fused_ncs can run together. */

@@ -42,14 +42,15 @@ static int64_t llc_bytes(void) {
     return b;
 }
 
-int64_t bn_tiles(int64_t m, int32_t layout) {
-    int64_t t = m / (layout == BN_LAYOUT_NCS ? BN_TILE_MIN_VALUES : BN_TILE_MIN_ROWS);
-    int64_t most = layout == BN_LAYOUT_NCS ? BN_TILES_MAX : BN_NSC_TILES_MAX;
-    return t < 1 ? 1 : t > most ? most : t;
-}
-
 static int64_t min64(int64_t a, int64_t b) {
     return a < b ? a : b;
+}
+
+int64_t bn_tiles(int64_t m, int32_t layout, int64_t panel) {
+    int64_t t = m / (layout == BN_LAYOUT_NCS ? BN_TILE_MIN_VALUES : BN_TILE_MIN_ROWS);
+    int64_t most = layout == BN_LAYOUT_NCS ? BN_TILES_MAX
+                                           : min64(BN_NSC_TILES_MAX, BN_TILE_PARTS / panel);
+    return t < 1 ? 1 : t > most ? most : t;
 }
 
 static int64_t ncs_group(const bn_io *io, int reduce, int threads) {
@@ -70,7 +71,7 @@ static int64_t ncs_group(const bn_io *io, int reduce, int threads) {
  * panel's slices of the inputs its elementwise pass reads again fill at most half the last-level
  * cache, so that the pass finds them there; panels of equal size, whole vectors of channels,
  * each row's piece at least BN_PANEL_ROW_BYTES long (shorter pieces far apart cost more than the
- * cache saves), at most BN_PANEL_MAX channels (the partials live on the stack).
+ * cache saves), at most BN_PANEL_MAX channels (the most an elementwise pass walks whole rows of).
  */
 static int64_t nsc_panel(const bn_io *io) {
     int64_t reread = (io->x != NULL) + (io->dy != NULL) + (io->act != BN_ACT_NONE && io->y != NULL);
@@ -88,7 +89,8 @@ bn_plan bn_plan_make(const bn_io *io, const bn_kernels *k, int what, int64_t wor
     int reduce = what != BN_OP_APPLY;
     int64_t m = io->n * io->s, c = io->c;
     p.threads = bn_team_begin(work);
-    p.tiles = reduce ? bn_tiles(m, io->layout) : 1;
+    p.panel = io->layout == BN_LAYOUT_NSC && reduce ? nsc_panel(io) : c;
+    p.tiles = reduce ? bn_tiles(m, io->layout, p.panel) : 1;
     p.split = BN_BY_CHANNELS;
     p.fuse = 0;
     /* an op whose tensors do not fit in the cache together stores its outputs past it: no read
@@ -102,7 +104,6 @@ bn_plan bn_plan_make(const bn_io *io, const bn_kernels *k, int what, int64_t wor
         int balanced = c % p.threads == 0 || c >= 8 * (int64_t)p.threads;
         if (reduce && p.threads > 1 && !balanced && c <= BN_BY_TILES_MAX_C)
             p.split = BN_BY_TILES;
-        p.panel = c;
         p.group = ncs_group(io, reduce, p.split == BN_BY_TILES ? 1 : p.threads);
         /* the fused pass pairs a tile's rows of two groups: tiles of whole rows; on shorter
          * rows its per-row edges cost more than the overlap gains */
@@ -113,8 +114,7 @@ bn_plan bn_plan_make(const bn_io *io, const bn_kernels *k, int what, int64_t wor
          * are shared by channels, each thread every row's piece of its channels */
         if (reduce && (p.threads == 1 || p.tiles >= 2 * (int64_t)p.threads)) {
             p.split = BN_BY_TILES;
-            p.panel = nsc_panel(io);
-            p.group = p.panel;
+            p.group = min64(p.panel, BN_NSC_PIECE_MAX);
         } else {
             p.panel = c;
             p.group = min64(c, BN_NSC_PIECE_MAX);

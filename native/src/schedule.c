@@ -215,15 +215,20 @@ static void run_channels(const bn_op *op, const bn_plan *p, const bn_kernels *k,
     }
 }
 
-_Static_assert(BN_TILES_MAX * BN_BY_TILES_MAX_C <= BN_TILE_PARTS && BN_PANEL_MAX <= BN_WINDOW,
+_Static_assert(BN_TILES_MAX * BN_BY_TILES_MAX_C <= BN_TILE_PARTS &&
+                   BN_BY_TILES_MAX_C <= BN_PANEL_MAX && BN_PANEL_MAX <= BN_NSC_ROW_MAX,
                "a by-tiles panel fits the shared partials and constants");
+
+typedef struct {
+    double mean[BN_PANEL_MAX], a[BN_PANEL_MAX], b[BN_PANEL_MAX], k[BN_PANEL_MAX];
+} panel_coef;
 
 /* What the by-tiles schedule's threads share: a partial per (tile, channel of the panel), and
  * the constants of two panels (a thread may finalize the next panel while another still applies
  * this one). */
 typedef struct {
     bn_sums part[BN_TILE_PARTS]; /* tile t, channel j of the panel at [t * panel + j] */
-    coef_buf coef[2];
+    panel_coef coef[2];
 } tiles_shared;
 
 static void apply_share(const bn_io *io, int kind, const bn_kernels *k, int stream,
@@ -232,7 +237,7 @@ static void apply_share(const bn_io *io, int kind, const bn_kernels *k, int stre
 /* The (tile, channel group) pieces of panel [p0, p0+pc), shared among the team. */
 static void panel_reduce(const bn_op *op, const bn_plan *p, const bn_kernels *k,
                          tiles_shared *sh, int64_t p0, int64_t pc, int t, int nt) {
-    double ref[BN_PANEL_MAX];
+    double ref[BN_NSC_PIECE_MAX];
     int64_t g = min64(p->group, pc), groups = (pc + g - 1) / g, u0, u1;
     share(p->tiles * groups, t, nt, 1, &u0, &u1);
     for (int64_t u = u0; u < u1; u++) {
@@ -284,7 +289,8 @@ static void run_tiles(const bn_op *op, const bn_plan *p, const bn_kernels *k, ti
     int64_t c = op->io.c;
     for (int64_t p0 = 0, i = 0; p0 < c; p0 += p->panel, i++) {
         int64_t pc = min64(p->panel, c - p0);
-        bn_coef kc = coef_at(&sh->coef[i % 2], 0);
+        panel_coef *pk = &sh->coef[i % 2];
+        bn_coef kc = {pk->mean, pk->a, pk->b, pk->k};
         panel_reduce(op, p, k, sh, p0, pc, t, nt);
         barrier(nt);
         panel_finalize(op, p, sh, &kc, p0, pc, t, nt);

@@ -432,7 +432,8 @@ int main(void) {
                 }
     /* big enough for a team, in both schedules of each layout */
     static const int64_t big[][3] = {{8, 64, 700},  {16, 3, 2048}, {4000, 48, 1},
-                                     {64, 300, 16}, {512, 5, 49},  {40, 1100, 3}};
+                                     {64, 300, 16}, {512, 5, 49},  {40, 1100, 3},
+                                     {64, 520, 49}};
     for (size_t si = 0; si < sizeof big / sizeof big[0]; si++)
         for (int32_t layout = 0; layout < 2; layout++)
             for (int32_t dt = 0; dt < 3; dt += 1)
