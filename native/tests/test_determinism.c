@@ -95,34 +95,43 @@ static void compare(const outputs *a, const outputs *b, int64_t total, int64_t c
 /* The training forward is the statistics phase and the forward from its statistics, bit for
  * bit: the fused pass (long rows) and the reduction alone add the same values in the same
  * order. x of mean 0.3 and spread 1, so that its squared deviations carry all 48 bits and a
- * different order of their sums shows in m2, save_invstd and y. */
+ * different order of their sums shows in m2, save_invstd and y. The forward runs on x and y as
+ * allocated, on both a few elements off it (the fused pass aligns its output, not its reduction),
+ * and in place there. */
 static void same_bits_as_the_phases(shape sh, const float *w, const float *b, rng *r) {
     int64_t c = sh.c, total = sh.n * c * sh.s;
     size_t cd = (size_t)c * sizeof(double), cf = (size_t)c * sizeof(float);
     double *mean = malloc(cd), *m2 = malloc(cd), *sm = malloc(cd), *si = malloc(cd);
     double *sm1 = malloc(cd), *si1 = malloc(cd);
     float *rm = malloc(cf), *rv = malloc(cf);
-    float *x = malloc((size_t)total * sizeof(float)), *y = malloc((size_t)total * sizeof(float));
-    float *y1 = malloc((size_t)total * sizeof(float));
+    size_t bytes = (size_t)total * sizeof(float);
+    float *x = malloc(bytes), *y = malloc(bytes), *y1 = malloc(bytes + 64);
+    float *x1 = malloc(bytes + 64);
     for (int64_t i = 0; i < total; i++)
         x[i] = (float)(0.3 + rng_normal(r));
-    for (int threads = 1; threads <= 2; threads++) {
+    static const char *how[] = {"", ", x and y 3 and 7 elements past an allocation",
+                                ", in place 7 elements past an allocation"};
+    for (int run = 0; run < 6; run++) {
+        int threads = 1 + run % 2, moved = run / 2;
+        float *xr = moved == 0 ? x : moved == 1 ? x1 + 3 : y1 + 7;
+        float *yr = moved == 0 ? y1 : y1 + 7;
+        if (moved)
+            memcpy(xr, x, bytes);
         bn_set_num_threads(threads);
         for (int64_t ch = 0; ch < c; ch++)
             rm[ch] = 0.5f, rv[ch] = 2.0f;
-        int32_t st = bn_forward_train_f32(y1, sm1, si1, rm, rv, x, w, b, sh.n, c, sh.s,
+        int32_t st = bn_forward_train_f32(yr, sm1, si1, rm, rv, xr, w, b, sh.n, c, sh.s,
                                           BN_LAYOUT_NCS, 1e-5, 0.1);
         st |= bn_stats(mean, m2, x, sh.n, c, sh.s, BN_LAYOUT_NCS, BN_F32);
         st |= bn_forward_from_stats(y, sm, si, rm, rv, x, NULL, w, b, mean, m2, sh.n * sh.s, sh.n,
                                     c, sh.s, BN_LAYOUT_NCS, BN_F32, BN_ACT_NONE, 1e-5, 0.1, 0);
         CHECK(st == BN_OK, "phases status %d", st);
-        CHECK(memcmp(sm, sm1, cd) == 0 && memcmp(si, si1, cd) == 0 &&
-                  memcmp(y, y1, (size_t)total * sizeof(float)) == 0,
-              "shape %lldx%lldx%lld, %d threads: the phases differ from one forward",
-              (long long)sh.n, (long long)c, (long long)sh.s, threads);
+        CHECK(memcmp(sm, sm1, cd) == 0 && memcmp(si, si1, cd) == 0 && memcmp(y, yr, bytes) == 0,
+              "shape %lldx%lldx%lld, %d threads%s: the phases differ from one forward",
+              (long long)sh.n, (long long)c, (long long)sh.s, threads, how[moved]);
     }
     free(mean), free(m2), free(sm), free(si), free(sm1), free(si1), free(rm), free(rv);
-    free(x), free(y), free(y1);
+    free(x), free(x1), free(y), free(y1);
 }
 
 int main(void) {
