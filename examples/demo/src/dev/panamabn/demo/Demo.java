@@ -60,8 +60,8 @@ public final class Demo {
             System.out.printf(Locale.ROOT, "training %d steps on %s with per-channel means %s%n",
                     STEPS, TRAIN_SHAPE, Arrays.toString(means));
             long count = TRAIN_SHAPE.elementCount();
-            MemorySegment x = arena.allocate(count * Float.BYTES, Float.BYTES);
-            MemorySegment y = arena.allocate(count * Float.BYTES, Float.BYTES);
+            MemorySegment x = arena.allocate(count * Float.BYTES, 64);
+            MemorySegment y = arena.allocate(count * Float.BYTES, 64);
             for (int step = 0; step < STEPS; step++) {
                 float[] xf = synthetic(TRAIN_SHAPE, means, spreads, random);
                 MemorySegment.copy(xf, 0, x, ValueLayout.JAVA_FLOAT, 0, xf.length);

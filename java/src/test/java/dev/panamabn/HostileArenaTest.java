@@ -9,6 +9,8 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.SplittableRandom;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
@@ -90,6 +92,36 @@ class HostileArenaTest {
         closer.join(TimeUnit.SECONDS.toMillis(10));
         if (!closer.isAlive()) {
             arena.close();
+        }
+    }
+
+    @Test
+    void outputsAreAskedForOnACacheLine() {
+        List<Long> alignments = new ArrayList<>();
+        Arena real = Arena.ofConfined();
+        Arena recording = new Arena() {
+            @Override
+            public MemorySegment allocate(long byteSize, long byteAlignment) {
+                alignments.add(byteAlignment);
+                return real.allocate(byteSize, byteAlignment);
+            }
+
+            @Override
+            public MemorySegment.Scope scope() {
+                return real.scope();
+            }
+
+            @Override
+            public void close() {
+                real.close();
+            }
+        };
+        try (recording) {
+            MemorySegment y = bn.forward(x, SHAPE, recording);
+            MemorySegment dx = bn.backward(dy, x, SHAPE, recording);
+            assertEquals(List.of(64L, 64L), alignments);
+            assertEquals(0, y.address() % 64);
+            assertEquals(0, dx.address() % 64);
         }
     }
 
