@@ -275,8 +275,9 @@ BN_API int32_t bn_set_num_threads(int32_t num_threads);
 /* The thread count currently in force. */
 BN_API int32_t bn_get_num_threads(void);
 
-/* The kernel set chosen for this CPU at load time: "avx512", "avx2" or "generic" (BN_ISA=avx2 or
- * BN_ISA=generic in the environment caps it). A static string, never NULL. */
+/* The kernel set chosen for this CPU at load time: "avx512bf16" (AVX-512 with its bfloat16
+ * conversions), "avx512", "avx2" or "generic" (BN_ISA=avx512, avx2 or generic in the environment
+ * caps it). A static string, never NULL. */
 BN_API const char *bn_isa(void);
 
 #ifdef __cplusplus

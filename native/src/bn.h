@@ -116,9 +116,11 @@ typedef struct bn_kernels {
 BN_HIDDEN extern const bn_kernels bn_kernels_generic;
 BN_HIDDEN extern const bn_kernels bn_kernels_avx2;
 BN_HIDDEN extern const bn_kernels bn_kernels_avx512;
+BN_HIDDEN extern const bn_kernels bn_kernels_avx512bf16;
 
-/* The kernels for this CPU (dispatch.c): AVX-512 (F, BW, DQ, VL), else AVX2 (with FMA and F16C),
- * else portable. BN_ISA=avx2 or BN_ISA=generic in the environment caps the choice. */
+/* The kernels for this CPU (dispatch.c): AVX-512 (F, BW, DQ, VL) with or without AVX-512 BF16,
+ * else AVX2 (with FMA and F16C), else portable. BN_ISA=avx512, avx2 or generic in the
+ * environment caps the choice. */
 BN_HIDDEN const bn_kernels *bn_kernels_select(void);
 
 /* ---- validation (validate.c) ---- */

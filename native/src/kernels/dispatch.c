@@ -22,12 +22,15 @@ const bn_kernels *bn_kernels_select(void) {
     const char *cap = getenv("BN_ISA");
     int cap_generic = cap != NULL && strcmp(cap, "generic") == 0;
     int cap_avx2 = cap_generic || (cap != NULL && strcmp(cap, "avx2") == 0);
+    int cap_avx512 = cap_avx2 || (cap != NULL && strcmp(cap, "avx512") == 0);
     __builtin_cpu_init();
     int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
                has_f16c();
     int avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                  __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
-    if (avx512 && !cap_avx2)
+    if (avx512 && __builtin_cpu_supports("avx512bf16") && !cap_avx512)
+        k = &bn_kernels_avx512bf16;
+    else if (avx512 && !cap_avx2)
         k = &bn_kernels_avx512;
     else if (avx2 && !cap_generic)
         k = &bn_kernels_avx2;

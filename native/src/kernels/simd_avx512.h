@@ -1,4 +1,5 @@
-/* The vector primitives of the AVX-512 kernel set (F, BW, DQ, VL): 16 floats, 8 doubles. */
+/* The vector primitives of the AVX-512 kernel sets (F, BW, DQ, VL; with BN_AVX512_BF16 defined,
+ * also BF16): 16 floats, 8 doubles. */
 #include <immintrin.h>
 #include <stdint.h>
 
@@ -95,7 +96,7 @@ static inline vf bf16_widen(__m256i h) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 /* float -> bfloat16, nearest-even, NaN quieted: integer rounding, exact for subnormals too */
-static inline __m256i bf16_narrow(vf a) {
+static inline __m256i bf16_narrow_int(vf a) {
     __m512i b = _mm512_castps_si512(a);
     __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(1));
     __m512i r = _mm512_add_epi32(_mm512_add_epi32(b, _mm512_set1_epi32(0x7fff)), lsb);
@@ -107,6 +108,20 @@ static inline __m256i bf16_narrow(vf a) {
                                          31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
     return _mm512_castsi512_si256(_mm512_permutexvar_epi16(odd, r));
 }
+#ifdef BN_AVX512_BF16
+/* AVX-512 BF16's conversion rounds to nearest-even and quiets NaN as the integer rounding does,
+ * but takes subnormal inputs as zero: vectors holding one take the integer rounding (a branch
+ * that real data almost never takes). */
+static inline __m256i bf16_narrow(vf a) {
+    __m256i r = (__m256i)_mm512_cvtneps_pbh(a);
+    __mmask16 sub = _mm512_fpclass_ps_mask(a, 0x20); /* 0x20: denormal */
+    if (__builtin_expect(sub != 0, 0))
+        r = bf16_narrow_int(a);
+    return r;
+}
+#else
+static inline __m256i bf16_narrow(vf a) { return bf16_narrow_int(a); }
+#endif
 static inline vf ld_bf16(const uint16_t *p) { return bf16_widen(_mm256_loadu_si256((const __m256i *)p)); }
 static inline vf ldn_bf16(const uint16_t *p, int64_t n) {
     return bf16_widen(_mm256_maskz_loadu_epi16(bn_mask16(n), p));
