@@ -23,39 +23,47 @@
 
 #define BN_PANEL_ROW_BYTES 256
 
+static int64_t min64(int64_t a, int64_t b) {
+    return a < b ? a : b;
+}
+
+/* measure() once per process, cached in *slot without a lock: every thread that races to
+ * measure gets the same answer. */
+static int64_t cached(int64_t *slot, int64_t (*measure)(void)) {
+    int64_t b = __atomic_load_n(slot, __ATOMIC_RELAXED);
+    if (b == 0) {
+        b = measure();
+        __atomic_store_n(slot, b, __ATOMIC_RELAXED);
+    }
+    return b;
+}
+
 /*
  * The last-level cache a core can use, in bytes. AMD's L3 belongs to a core complex of at most
  * 32 MiB (96 MiB with 3D V-Cache), but what the OS reports is often the whole socket's (hundreds
  * of MiB inside a VM): take at most 32 MiB there. Intel's L3 is shared by every core.
  */
-static int64_t llc_bytes(void) {
-    static int64_t bytes;
-    int64_t b = __atomic_load_n(&bytes, __ATOMIC_RELAXED);
-    if (b == 0) {
-        long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
-        b = l3 > 0 ? (int64_t)l3 : (int64_t)32 << 20;
-        __builtin_cpu_init();
-        if (__builtin_cpu_is("amd") && b > ((int64_t)32 << 20))
-            b = (int64_t)32 << 20;
-        __atomic_store_n(&bytes, b, __ATOMIC_RELAXED);
-    }
-    return b;
-}
-
-static int64_t min64(int64_t a, int64_t b) {
-    return a < b ? a : b;
+static int64_t measure_llc(void) {
+    long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+    int64_t b = l3 > 0 ? (int64_t)l3 : (int64_t)32 << 20;
+    __builtin_cpu_init();
+    return __builtin_cpu_is("amd") ? min64(b, (int64_t)32 << 20) : b;
 }
 
 /* A core's L2 in bytes (1 MiB when the OS does not say). */
+static int64_t measure_l2(void) {
+    long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    return l2 > 0 ? (int64_t)l2 : (int64_t)1 << 20;
+}
+
+static int64_t llc_bytes(void) {
+    static int64_t bytes;
+    return cached(&bytes, measure_llc);
+}
+
 static int64_t l2_bytes(void) {
     static int64_t bytes;
-    int64_t b = __atomic_load_n(&bytes, __ATOMIC_RELAXED);
-    if (b == 0) {
-        long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
-        b = l2 > 0 ? (int64_t)l2 : (int64_t)1 << 20;
-        __atomic_store_n(&bytes, b, __ATOMIC_RELAXED);
-    }
-    return b;
+    return cached(&bytes, measure_l2);
 }
 
 /* The tensors an elementwise pass after a reduction reads again, and those it writes. */

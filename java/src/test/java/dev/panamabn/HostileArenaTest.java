@@ -9,9 +9,9 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.time.Duration;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.SplittableRandom;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
@@ -47,6 +47,7 @@ class HostileArenaTest {
         private final Arena backing = Arena.ofShared();
         private final LongFunction<MemorySegment> allocate;
         final AtomicInteger allocations = new AtomicInteger();
+        final List<Long> alignments = new CopyOnWriteArrayList<>();
 
         ScriptedArena(LongFunction<MemorySegment> allocate) {
             this.allocate = allocate;
@@ -55,6 +56,7 @@ class HostileArenaTest {
         @Override
         public MemorySegment allocate(long byteSize, long byteAlignment) {
             allocations.incrementAndGet();
+            alignments.add(byteAlignment);
             return allocate.apply(byteSize);
         }
 
@@ -97,31 +99,11 @@ class HostileArenaTest {
 
     @Test
     void outputsAreAskedForOnACacheLine() {
-        List<Long> alignments = new ArrayList<>();
-        Arena real = Arena.ofConfined();
-        Arena recording = new Arena() {
-            @Override
-            public MemorySegment allocate(long byteSize, long byteAlignment) {
-                alignments.add(byteAlignment);
-                return real.allocate(byteSize, byteAlignment);
-            }
-
-            @Override
-            public MemorySegment.Scope scope() {
-                return real.scope();
-            }
-
-            @Override
-            public void close() {
-                real.close();
-            }
-        };
+        ScriptedArena recording = new ScriptedArena(bytes -> arena.allocate(bytes, 64));
         try (recording) {
-            MemorySegment y = bn.forward(x, SHAPE, recording);
-            MemorySegment dx = bn.backward(dy, x, SHAPE, recording);
-            assertEquals(List.of(64L, 64L), alignments);
-            assertEquals(0, y.address() % 64);
-            assertEquals(0, dx.address() % 64);
+            bn.forward(x, SHAPE, recording);
+            bn.backward(dy, x, SHAPE, recording);
+            assertEquals(List.of(64L, 64L), recording.alignments);
         }
     }
 
