@@ -89,7 +89,7 @@ void plain_run(void *ctx);
 /* Whether the library has the call for k's dtype and epilogue; when not, *why says why. */
 int ours_available(const bench_case *k, const char **why);
 
-/* "avx512", "avx2", "generic" (the library's bn_isa), or "unknown" when it has none. */
+/* "avx512bf16", "avx512", "avx2", "generic" (the library's bn_isa), or "unknown" when it has none. */
 const char *ours_isa(void);
 
 #endif /* BENCH_TENSOR_H */

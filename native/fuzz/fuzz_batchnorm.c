@@ -305,7 +305,8 @@ static void run_isa_call(void) {
   const char *isa = bn_isa();
   Call k = {.op = OP_ISA};
   CHECK(&k, 0, isa != NULL);
-  CHECK(&k, 0, !strcmp(isa, "avx512") || !strcmp(isa, "avx2") || !strcmp(isa, "generic"));
+  CHECK(&k, 0, !strcmp(isa, "avx512bf16") || !strcmp(isa, "avx512") || !strcmp(isa, "avx2") ||
+                   !strcmp(isa, "generic"));
   if (first == NULL) first = isa;
   CHECK(&k, 0, isa == first);
 }
