@@ -23,6 +23,17 @@ static bn_coef coef_at(coef_buf *buf, int64_t j) {
     return k;
 }
 
+/* Constants of a row of up to BN_NSC_ROW_MAX channels: a channels-last elementwise pass's, or a
+ * by-tiles panel's. */
+typedef struct {
+    double mean[BN_NSC_ROW_MAX], a[BN_NSC_ROW_MAX], b[BN_NSC_ROW_MAX], k[BN_NSC_ROW_MAX];
+} row_coef;
+
+static bn_coef row_coef_at(row_coef *buf) {
+    bn_coef k = {buf->mean, buf->a, buf->b, buf->k};
+    return k;
+}
+
 static int64_t min64(int64_t a, int64_t b) {
     return a < b ? a : b;
 }
@@ -219,16 +230,12 @@ _Static_assert(BN_TILES_MAX * BN_BY_TILES_MAX_C <= BN_TILE_PARTS &&
                    BN_BY_TILES_MAX_C <= BN_PANEL_MAX && BN_PANEL_MAX <= BN_NSC_ROW_MAX,
                "a by-tiles panel fits the shared partials and constants");
 
-typedef struct {
-    double mean[BN_PANEL_MAX], a[BN_PANEL_MAX], b[BN_PANEL_MAX], k[BN_PANEL_MAX];
-} panel_coef;
-
 /* What the by-tiles schedule's threads share: a partial per (tile, channel of the panel), and
  * the constants of two panels (a thread may finalize the next panel while another still applies
  * this one). */
 typedef struct {
     bn_sums part[BN_TILE_PARTS]; /* tile t, channel j of the panel at [t * panel + j] */
-    panel_coef coef[2];
+    row_coef coef[2];
 } tiles_shared;
 
 static void apply_share(const bn_io *io, int kind, const bn_kernels *k, int stream,
@@ -289,8 +296,7 @@ static void run_tiles(const bn_op *op, const bn_plan *p, const bn_kernels *k, ti
     int64_t c = op->io.c;
     for (int64_t p0 = 0, i = 0; p0 < c; p0 += p->panel, i++) {
         int64_t pc = min64(p->panel, c - p0);
-        panel_coef *pk = &sh->coef[i % 2];
-        bn_coef kc = {pk->mean, pk->a, pk->b, pk->k};
+        bn_coef kc = row_coef_at(&sh->coef[i % 2]);
         panel_reduce(op, p, k, sh, p0, pc, t, nt);
         barrier(nt);
         panel_finalize(op, p, sh, &kc, p0, pc, t, nt);
@@ -343,17 +349,16 @@ void bn_run_reduce(const bn_op *op, const bn_plan *p, const bn_kernels *k) {
 
 /*
  * Constants of channels [ch, ch+g) for an elementwise pass: a view into `all` (every channel's,
- * prepared by the caller), or computed into buf (g <= BN_WINDOW).
+ * prepared by the caller), or computed into store's arrays (which hold at least g).
  */
 static bn_coef window_coef(const bn_coef *all, bn_consts_fn consts, const void *ctx,
-                           coef_buf *buf, int64_t ch, int64_t g) {
+                           bn_coef store, int64_t ch, int64_t g) {
     if (all) {
         bn_coef k = {all->mean + ch, all->a + ch, all->b + ch, all->k + ch};
         return k;
     }
-    bn_coef k = coef_at(buf, 0);
-    consts(ctx, &k, ch, g);
-    return k;
+    consts(ctx, &store, ch, g);
+    return store;
 }
 
 /* Channels [c0, c1) of rows [r0, r1), columns [i0, i1), window by window of channels (each
@@ -363,7 +368,7 @@ static void apply_block(const bn_io *io, int kind, const bn_kernels *k, int stre
                         int64_t r0, int64_t r1, int64_t c0, int64_t c1, int64_t i0, int64_t i1) {
     for (int64_t ch = c0; r0 < r1 && ch < c1; ch += BN_WINDOW) {
         int64_t g = min64(BN_WINDOW, c1 - ch);
-        bn_coef kc = window_coef(all, consts, ctx, buf, ch, g);
+        bn_coef kc = window_coef(all, consts, ctx, coef_at(buf, 0), ch, g);
         k->apply_ncs(io, &kc, kind, ch, g, r0, r1, i0, i1, stream);
     }
 }
@@ -379,7 +384,7 @@ static void apply_share_ncs(const bn_io *io, int kind, const bn_kernels *k, int 
     /* with every channel's constants at hand, prepare them once per thread */
     bn_coef whole;
     if (!all && c <= BN_WINDOW) {
-        whole = window_coef(NULL, consts, ctx, &buf, 0, c);
+        whole = window_coef(NULL, consts, ctx, coef_at(&buf, 0), 0, c);
         all = &whole;
     }
     if (io->n * c < 4 * (int64_t)nt) {
@@ -414,18 +419,12 @@ static void apply_share(const bn_io *io, int kind, const bn_kernels *k, int stre
     }
     /* channels-last: up to BN_NSC_ROW_MAX channels of each row at a time, so that rows of
      * up to that many are walked whole, in memory order */
-    struct {
-        double mean[BN_NSC_ROW_MAX], a[BN_NSC_ROW_MAX], b[BN_NSC_ROW_MAX], k[BN_NSC_ROW_MAX];
-    } buf;
+    row_coef buf;
     int64_t r0, r1;
     share(io->n * io->s, t, nt, 1, &r0, &r1);
     for (int64_t ch = 0; r0 < r1 && ch < io->c; ch += BN_NSC_ROW_MAX) {
         int64_t g = min64(BN_NSC_ROW_MAX, io->c - ch);
-        bn_coef kc = {buf.mean, buf.a, buf.b, buf.k};
-        if (all)
-            kc = (bn_coef){all->mean + ch, all->a + ch, all->b + ch, all->k + ch};
-        else
-            consts(ctx, &kc, ch, g);
+        bn_coef kc = window_coef(all, consts, ctx, row_coef_at(&buf), ch, g);
         k->apply_nsc(io, &kc, kind, ch, g, r0, r1, stream);
     }
 }

@@ -17,7 +17,7 @@ import java.util.List;
 final class ModuleMemory {
 
     private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT;
-    private static final long ALIGNMENT = 64;
+    private static final long ALIGNMENT = Segments.CACHE_LINE;
     /** Below this much state, {@link #checkFits} does not look at the machine's memory at all. */
     private static final long CHECK_ABOVE = 64L << 20;
 

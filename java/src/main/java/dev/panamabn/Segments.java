@@ -15,8 +15,8 @@ import java.lang.foreign.MemorySegment;
  */
 final class Segments {
 
-    /** The alignment of the outputs the {@code Arena} overloads allocate: a cache line. */
-    static final long TENSOR_ALIGNMENT = 64;
+    /** A cache line: the alignment of all memory the library allocates, outputs and state. */
+    static final long CACHE_LINE = 64;
 
     private Segments() {
     }
@@ -101,7 +101,7 @@ final class Segments {
         if (!arena.scope().isAlive()) {
             throw new IllegalStateException("arena is closed: " + name + " cannot be allocated in it");
         }
-        MemorySegment out = arena.allocate(spec.byteSize(), TENSOR_ALIGNMENT);
+        MemorySegment out = arena.allocate(spec.byteSize(), CACHE_LINE);
         if (out == null) {
             throw new NullPointerException("the arena returned null for " + name);
         }
