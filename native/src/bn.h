@@ -154,8 +154,26 @@ static inline int64_t bn_elem_bytes(int32_t dtype) {
 BN_HIDDEN double bn_elem_value(const void *p, int64_t i, int32_t dtype);
 
 /* A tile's moments from its sums about the shift, and Chan's merge of two sets of moments. */
-BN_HIDDEN bn_moments bn_moments_of(bn_sums t, double count);
-BN_HIDDEN bn_moments bn_moments_merge(bn_moments a, bn_moments b);
+static inline bn_moments bn_moments_of(bn_sums t, double count) {
+    bn_moments m = {count, 0.0, 0.0};
+    if (count == 0.0)
+        return m;
+    m.mean = t.s / count;
+    m.m2 = t.q - t.s * m.mean;
+    if (m.m2 < 0.0) /* rounding, when every value is the same; NaN stays */
+        m.m2 = 0.0;
+    return m;
+}
+
+static inline bn_moments bn_moments_merge(bn_moments a, bn_moments b) {
+    if (a.n == 0.0)
+        return b;
+    if (b.n == 0.0)
+        return a;
+    double n = a.n + b.n, delta = b.mean - a.mean;
+    bn_moments r = {n, a.mean + delta * (b.n / n), a.m2 + b.m2 + delta * delta * (a.n * b.n / n)};
+    return r;
+}
 
 /* What a training finalize writes and reads, per channel. */
 typedef struct bn_train_out {
@@ -166,10 +184,11 @@ typedef struct bn_train_out {
     int32_t flags;
 } bn_train_out;
 
-/* Channel ch's statistics from moments over count values with mean (absolute) and m2: saves
- * them, moves the running statistics, and returns the normalize constants in k[j]. */
-BN_HIDDEN void bn_finalize_train(const bn_train_out *o, int64_t ch, double mean, double m2,
-                                 double count, const bn_coef *k, int64_t j);
+/* Channels [c0, c0+g)'s statistics from moments over count values each, with means (absolute)
+ * mean[0..g) and m2[0..g): saves them, moves the running statistics, and returns the normalize
+ * constants in k[0..g) (when k != NULL). */
+BN_HIDDEN void bn_finalize_train(const bn_train_out *o, int64_t c0, int64_t g, const double *mean,
+                                 const double *m2, double count, const bn_coef *k);
 /* Normalize constants of eval mode for channels [c0, c0+g) into k[0..g). */
 BN_HIDDEN void bn_consts_eval(const bn_coef *k, const float *running_mean,
                               const float *running_var, const float *weight, const float *bias,
@@ -188,10 +207,11 @@ typedef struct bn_grad_out {
     double eps, count;            /* count: the batch's values per channel (training dx) */
 } bn_grad_out;
 
-/* Training backward of channel ch from its sums (s = sum g, q = sum g*(x - mean)): writes the
- * gradient outputs, returns the dx constants in k[j] (when k != NULL). */
-BN_HIDDEN void bn_finalize_grads(const bn_grad_out *o, int64_t ch, bn_sums t, const bn_coef *k,
-                                 int64_t j);
+/* Training backward of channels [c0, c0+g) from their sums t[0..g) (s = sum g, q = sum
+ * g*(x - mean)): writes the gradient outputs, returns the dx constants in k[0..g) (when
+ * k != NULL). */
+BN_HIDDEN void bn_finalize_grads(const bn_grad_out *o, int64_t c0, int64_t g, const bn_sums *t,
+                                 const bn_coef *k);
 /* dx constants of the training backward from the batch's sums, for channels [c0, c0+g). */
 BN_HIDDEN void bn_consts_train_dx(const bn_coef *k, const bn_grad_out *o, const double *sum_dy,
                                   const double *sum_dy_xhat, int64_t c0, int64_t g);

@@ -12,31 +12,14 @@ double bn_elem_value(const void *p, int64_t i, int32_t dtype) {
     return (double)(dtype == BN_BF16 ? bn_bf16_to_float(h) : bn_f16_to_float(h));
 }
 
-bn_moments bn_moments_of(bn_sums t, double count) {
-    bn_moments m = {count, 0.0, 0.0};
-    if (count == 0.0)
-        return m;
-    m.mean = t.s / count;
-    m.m2 = t.q - t.s * m.mean;
-    if (m.m2 < 0.0) /* rounding, when every value is the same; NaN stays */
-        m.m2 = 0.0;
-    return m;
-}
-
-bn_moments bn_moments_merge(bn_moments a, bn_moments b) {
-    if (a.n == 0.0)
-        return b;
-    if (b.n == 0.0)
-        return a;
-    double n = a.n + b.n, delta = b.mean - a.mean;
-    bn_moments r = {n, a.mean + delta * (b.n / n), a.m2 + b.m2 + delta * delta * (a.n * b.n / n)};
-    return r;
-}
-
-/* PyTorch's invstd: a constant channel with eps == 0 gets 0 (y = bias, zero dx and dweight)
- * rather than 1/0. Eval mode has no such rule. */
-static double train_invstd(double var, double eps) {
-    return var == 0.0 && eps == 0.0 ? 0.0 : 1.0 / sqrt(var + eps);
+/* invstd[j] = 1/sqrt(var[j] + eps), with PyTorch's training rule: a constant channel with
+ * eps == 0 gets 0 (y = bias, zero dx and dweight) rather than 1/0. Eval mode has no such rule.
+ * Loops without calls or branches, so that the channels' square roots and divisions overlap. */
+static void train_invstd(double *invstd, const double *var, double eps, int64_t g) {
+    for (int64_t j = 0; j < g; j++)
+        invstd[j] = 1.0 / sqrt(var[j] + eps);
+    for (int64_t j = 0; eps == 0.0 && j < g; j++)
+        invstd[j] = var[j] == 0.0 ? 0.0 : invstd[j];
 }
 
 static void set_norm(const bn_coef *k, int64_t j, double mean, double invstd, const float *w,
@@ -46,29 +29,53 @@ static void set_norm(const bn_coef *k, int64_t j, double mean, double invstd, co
     k->b[j] = b ? (double)b[ch] : 0.0;
 }
 
-void bn_finalize_train(const bn_train_out *o, int64_t ch, double mean, double m2, double count,
-                       const bn_coef *k, int64_t j) {
-    double var = m2 / count, invstd = train_invstd(var, o->eps);
-    if (o->save_mean)
-        o->save_mean[ch] = mean;
-    if (o->save_invstd)
-        o->save_invstd[ch] = invstd;
+/* Channels per step of a group finalize: its per-channel temporaries live on the stack. */
+#define BN_FIN_STEP 64
+
+// mean, m2, var, invstd are (g); k's arrays are (g)
+static void train_step(const bn_train_out *o, int64_t c0, int64_t g, const double *mean,
+                       const double *m2, double count, const bn_coef *k) {
+    double var[BN_FIN_STEP], invstd[BN_FIN_STEP];
+    for (int64_t j = 0; j < g; j++)
+        var[j] = m2[j] / count;
+    train_invstd(invstd, var, o->eps, g);
+    for (int64_t j = 0; o->save_mean && j < g; j++)
+        o->save_mean[c0 + j] = mean[j];
+    for (int64_t j = 0; o->save_invstd && j < g; j++)
+        o->save_invstd[c0 + j] = invstd[j];
     if (o->running_mean) {
         double f = o->factor;
-        double stored = o->flags & BN_RUNNING_VAR_BIASED ? var : m2 / (count - 1.0);
-        o->running_mean[ch] = (float)((1.0 - f) * (double)o->running_mean[ch] + f * mean);
-        o->running_var[ch] = (float)((1.0 - f) * (double)o->running_var[ch] + f * stored);
+        int biased = (o->flags & BN_RUNNING_VAR_BIASED) != 0;
+        for (int64_t j = 0; j < g; j++) {
+            double stored = biased ? var[j] : m2[j] / (count - 1.0);
+            o->running_mean[c0 + j] =
+                (float)((1.0 - f) * (double)o->running_mean[c0 + j] + f * mean[j]);
+            o->running_var[c0 + j] =
+                (float)((1.0 - f) * (double)o->running_var[c0 + j] + f * stored);
+        }
     }
-    if (k)
-        set_norm(k, j, mean, invstd, o->weight, o->bias, ch);
+    for (int64_t j = 0; k && j < g; j++)
+        set_norm(k, j, mean[j], invstd[j], o->weight, o->bias, c0 + j);
+}
+
+void bn_finalize_train(const bn_train_out *o, int64_t c0, int64_t g, const double *mean,
+                       const double *m2, double count, const bn_coef *k) {
+    for (int64_t j = 0; j < g; j += BN_FIN_STEP) {
+        int64_t n = g - j < BN_FIN_STEP ? g - j : BN_FIN_STEP;
+        bn_coef kj;
+        if (k) {
+            kj = (bn_coef){k->mean + j, k->a + j, k->b + j, k->k + j};
+        }
+        train_step(o, c0 + j, n, mean + j, m2 + j, count, k ? &kj : NULL);
+    }
 }
 
 void bn_consts_eval(const bn_coef *k, const float *running_mean, const float *running_var,
                     const float *weight, const float *bias, double eps, int64_t c0, int64_t g) {
-    for (int64_t j = 0; j < g; j++) {
-        double invstd = 1.0 / sqrt((double)running_var[c0 + j] + eps);
-        set_norm(k, j, (double)running_mean[c0 + j], invstd, weight, bias, c0 + j);
-    }
+    for (int64_t j = 0; j < g; j++) /* invstd, its own loop as in train_invstd */
+        k->a[j] = 1.0 / sqrt((double)running_var[c0 + j] + eps);
+    for (int64_t j = 0; j < g; j++)
+        set_norm(k, j, (double)running_mean[c0 + j], k->a[j], weight, bias, c0 + j);
 }
 
 void bn_consts_saved(const bn_coef *k, const double *mean, const double *invstd,
@@ -77,35 +84,46 @@ void bn_consts_saved(const bn_coef *k, const double *mean, const double *invstd,
         set_norm(k, j, mean[c0 + j], invstd[c0 + j], weight, bias, c0 + j);
 }
 
-/* dx constants of the training backward: dx = ((g - gm) - (x - mean)*kk)*a. */
-static void set_train_dx(const bn_coef *k, int64_t j, const bn_grad_out *o, int64_t ch,
-                         double sum_dy, double sum_dy_xhat) {
-    double invstd = o->invstd[ch];
-    k->mean[j] = o->mean[ch];
-    k->a[j] = invstd * (o->weight ? (double)o->weight[ch] : 1.0);
-    k->b[j] = sum_dy / o->count;
-    k->k[j] = invstd * (sum_dy_xhat / o->count);
+/* dx constants of the training backward, dx = ((g - gm) - (x - mean)*kk)*a, for channels
+ * [c0, c0+g) from their sums sum_dy[0..g), sum_dy_xhat[0..g). */
+static void train_dx(const bn_coef *k, const bn_grad_out *o, int64_t c0, int64_t g,
+                     const double *sum_dy, const double *sum_dy_xhat) {
+    for (int64_t j = 0; j < g; j++) {
+        double invstd = o->invstd[c0 + j];
+        k->mean[j] = o->mean[c0 + j];
+        k->a[j] = invstd * (o->weight ? (double)o->weight[c0 + j] : 1.0);
+        k->b[j] = sum_dy[j] / o->count;
+        k->k[j] = invstd * (sum_dy_xhat[j] / o->count);
+    }
 }
 
-void bn_finalize_grads(const bn_grad_out *o, int64_t ch, bn_sums t, const bn_coef *k,
-                       int64_t j) {
-    double sum_dy_xhat = o->invstd[ch] * t.q;
-    if (o->dweight)
-        o->dweight[ch] = (float)sum_dy_xhat;
-    if (o->dbias)
-        o->dbias[ch] = (float)t.s;
-    if (o->sum_dy)
-        o->sum_dy[ch] = t.s;
-    if (o->sum_dy_xhat)
-        o->sum_dy_xhat[ch] = sum_dy_xhat;
-    if (k)
-        set_train_dx(k, j, o, ch, t.s, sum_dy_xhat);
+void bn_finalize_grads(const bn_grad_out *o, int64_t c0, int64_t g, const bn_sums *t,
+                       const bn_coef *k) {
+    double s[BN_FIN_STEP], q[BN_FIN_STEP];
+    for (int64_t j0 = 0; j0 < g; j0 += BN_FIN_STEP) {
+        int64_t n = g - j0 < BN_FIN_STEP ? g - j0 : BN_FIN_STEP, ch = c0 + j0;
+        for (int64_t j = 0; j < n; j++) {
+            s[j] = t[j0 + j].s;
+            q[j] = o->invstd[ch + j] * t[j0 + j].q;
+        }
+        for (int64_t j = 0; o->dweight && j < n; j++)
+            o->dweight[ch + j] = (float)q[j];
+        for (int64_t j = 0; o->dbias && j < n; j++)
+            o->dbias[ch + j] = (float)s[j];
+        for (int64_t j = 0; o->sum_dy && j < n; j++)
+            o->sum_dy[ch + j] = s[j];
+        for (int64_t j = 0; o->sum_dy_xhat && j < n; j++)
+            o->sum_dy_xhat[ch + j] = q[j];
+        if (k) {
+            bn_coef kj = {k->mean + j0, k->a + j0, k->b + j0, k->k + j0};
+            train_dx(&kj, o, ch, n, s, q);
+        }
+    }
 }
 
 void bn_consts_train_dx(const bn_coef *k, const bn_grad_out *o, const double *sum_dy,
                         const double *sum_dy_xhat, int64_t c0, int64_t g) {
-    for (int64_t j = 0; j < g; j++)
-        set_train_dx(k, j, o, c0 + j, sum_dy[c0 + j], sum_dy_xhat[c0 + j]);
+    train_dx(k, o, c0, g, sum_dy + c0, sum_dy_xhat + c0);
 }
 
 void bn_finalize_eval_grads(const bn_grad_out *o, int64_t ch, bn_sums t, const bn_coef *k,

@@ -64,8 +64,7 @@ typedef struct {
 static void stats_consts(const void *p, const bn_coef *k, int64_t c0, int64_t g) {
     const stats_ctx *e = p;
     bn_train_out o = {NULL, NULL, NULL, NULL, e->weight, e->bias, e->eps, 0.0, 0};
-    for (int64_t j = 0; j < g; j++)
-        bn_finalize_train(&o, c0 + j, e->mean[c0 + j], e->m2[c0 + j], e->count, k, j);
+    bn_finalize_train(&o, c0, g, e->mean + c0, e->m2 + c0, e->count, k);
 }
 
 int32_t bn_forward_from_stats(void *y, double *save_mean, double *save_invstd,
@@ -105,8 +104,7 @@ int32_t bn_forward_from_stats(void *y, double *save_mean, double *save_invstd,
     }
     bn_train_out o = {save_mean, save_invstd, running_mean, running_var, weight, bias,
                       eps, factor, flags};
-    for (int64_t ch = 0; ch < c; ch++)
-        bn_finalize_train(&o, ch, mean[ch], m2[ch], (double)count, NULL, 0);
+    bn_finalize_train(&o, 0, c, mean, m2, (double)count, NULL);
     if (n * s == 0)
         return BN_OK;
     stats_ctx e = {mean, m2, (double)count, eps, weight, bias};

@@ -108,22 +108,41 @@ static void merge_tile(const bn_op *op, merged *acc, bn_sums t, double count) {
     }
 }
 
-/* Channel ch's outputs from its merged tiles; its elementwise constants into k[j]. */
-static void finalize(const bn_op *op, int64_t ch, double ref, merged r, const bn_coef *k,
-                     int64_t j) {
+static bn_coef coef_from(const bn_coef *k, int64_t j) {
+    bn_coef r = {k->mean + j, k->a + j, k->b + j, k->k + j};
+    return r;
+}
+
+/* Channels [ch, ch+g)'s outputs from their merged tiles r[0..g) about ref[0..g); their
+ * elementwise constants into k[0..g). g <= BN_WINDOW. */
+static void finalize(const bn_op *op, int64_t ch, int64_t g, const double *ref, const merged *r,
+                     const bn_coef *k) {
+    double mean[BN_WINDOW], m2[BN_WINDOW];
+    bn_sums su[BN_WINDOW];
     switch (op->fin) {
     case BN_FIN_TRAIN:
-        bn_finalize_train(op->train, ch, ref + r.mo.mean, r.mo.m2, r.mo.n, k, j);
+        for (int64_t j = 0; j < g; j++) {
+            mean[j] = ref[j] + r[j].mo.mean;
+            m2[j] = r[j].mo.m2;
+        }
+        /* every channel has the same count */
+        if (g > 0)
+            bn_finalize_train(op->train, ch, g, mean, m2, r[0].mo.n, k);
         break;
     case BN_FIN_STATS:
-        op->mean_out[ch] = ref + r.mo.mean;
-        op->m2_out[ch] = r.mo.m2;
+        for (int64_t j = 0; j < g; j++) {
+            op->mean_out[ch + j] = ref[j] + r[j].mo.mean;
+            op->m2_out[ch + j] = r[j].mo.m2;
+        }
         break;
     case BN_FIN_GRADS:
-        bn_finalize_grads(op->grad, ch, r.su, op->kind >= 0 ? k : NULL, j);
+        for (int64_t j = 0; j < g; j++)
+            su[j] = r[j].su;
+        bn_finalize_grads(op->grad, ch, g, su, op->kind >= 0 ? k : NULL);
         break;
     case BN_FIN_EVAL_GRADS:
-        bn_finalize_eval_grads(op->grad, ch, r.su, k, j);
+        for (int64_t j = 0; j < g; j++)
+            bn_finalize_eval_grads(op->grad, ch + j, r[j].su, k, j);
         break;
     }
 }
@@ -160,8 +179,7 @@ static void group_merge(const bn_op *op, group_state *gs, const bn_sums *part, i
 
 static void group_finalize(const bn_op *op, group_state *gs, int64_t ch, int64_t g) {
     bn_coef kc = coef_at(&gs->cb, 0);
-    for (int64_t j = 0; j < g; j++)
-        finalize(op, ch + j, gs->ref[j], gs->acc[j], &kc, j);
+    finalize(op, ch, g, gs->ref, gs->acc, &kc);
 }
 
 /* Every tile of channels [ch, ch+g), merged in tile order, then finalized. */
@@ -259,16 +277,24 @@ static void panel_reduce(const bn_op *op, const bn_plan *p, const bn_kernels *k,
 /* Each channel of the panel: its tiles merged in order, then finalized (constants into kc). */
 static void panel_finalize(const bn_op *op, const bn_plan *p, tiles_shared *sh, const bn_coef *kc,
                            int64_t p0, int64_t pc, int t, int nt) {
+    double ref[BN_WINDOW];
+    merged acc[BN_WINDOW];
     int64_t c0, c1;
     share(pc, t, nt, 1, &c0, &c1);
-    for (int64_t j = c0; j < c1; j++) {
-        merged acc = merged_zero();
+    for (int64_t j0 = c0; j0 < c1; j0 += BN_WINDOW) {
+        int64_t g = min64(BN_WINDOW, c1 - j0);
+        for (int64_t j = 0; j < g; j++) {
+            ref[j] = op_ref(op, p0 + j0 + j);
+            acc[j] = merged_zero();
+        }
         for (int64_t tile = 0; tile < p->tiles; tile++) {
             int64_t f0, f1;
             tile_bounds(&op->io, p->tiles, tile, &f0, &f1);
-            merge_tile(op, &acc, sh->part[tile * pc + j], (double)(f1 - f0));
+            for (int64_t j = 0; j < g; j++)
+                merge_tile(op, &acc[j], sh->part[tile * pc + j0 + j], (double)(f1 - f0));
         }
-        finalize(op, p0 + j, op_ref(op, p0 + j), acc, kc, j);
+        bn_coef kj = coef_from(kc, j0);
+        finalize(op, p0 + j0, g, ref, acc, &kj);
     }
 }
 
@@ -353,10 +379,8 @@ void bn_run_reduce(const bn_op *op, const bn_plan *p, const bn_kernels *k) {
  */
 static bn_coef window_coef(const bn_coef *all, bn_consts_fn consts, const void *ctx,
                            bn_coef store, int64_t ch, int64_t g) {
-    if (all) {
-        bn_coef k = {all->mean + ch, all->a + ch, all->b + ch, all->k + ch};
-        return k;
-    }
+    if (all)
+        return coef_from(all, ch);
     consts(ctx, &store, ch, g);
     return store;
 }
