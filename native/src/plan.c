@@ -127,6 +127,9 @@ bn_plan bn_plan_make(const bn_io *io, const bn_kernels *k, int what, int64_t wor
     int64_t tensors = (io->x != NULL) + (io->z != NULL) + (io->dy != NULL) + (io->y != NULL) +
                       outputs(io);
     p.stream = m * c * bn_elem_bytes(io->dtype) * tensors > llc_bytes();
+    p.group = c;
+    if (!reduce) /* a lone elementwise pass: no tiles, no groups */
+        return p;
     if (io->layout == BN_LAYOUT_NCS) {
         /* a thread per channel range unless that leaves a thread idle for more than 1/8 of
          * the time */
