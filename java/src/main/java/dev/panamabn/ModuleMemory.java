@@ -131,7 +131,6 @@ final class ModuleMemory {
         }
     }
 
-    /** An output must not overlap any buffer the caller can see or the module keeps between calls. */
     /** Adds a shard's share of the gradients, each rounded to float as the kernel rounds its own. */
     void accumulateGradients(double[] shardWeightGrad, double[] shardBiasGrad) {
         for (int i = 0; i < shardWeightGrad.length; i++) {
@@ -140,6 +139,7 @@ final class ModuleMemory {
         }
     }
 
+    /** An output must not overlap any buffer the caller can see or the module keeps between calls. */
     void checkDisjoint(String name, MemorySegment out, long bytes) {
         Segments.checkDisjoint(name, out, bytes, weight, "the module's weight");
         Segments.checkDisjoint(name, out, bytes, bias, "the module's bias");
