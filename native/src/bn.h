@@ -65,6 +65,12 @@ typedef struct bn_coef {
     double *mean, *a, *b, *k;
 } bn_coef;
 
+/* The constants of k from channel j on. */
+static inline bn_coef bn_coef_from(const bn_coef *k, int64_t j) {
+    bn_coef r = {k->mean + j, k->a + j, k->b + j, k->k + j};
+    return r;
+}
+
 /* A reduction's per-channel sums over one tile or one merged set of tiles. */
 typedef struct bn_sums {
     double s, q;

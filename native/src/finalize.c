@@ -62,10 +62,7 @@ void bn_finalize_train(const bn_train_out *o, int64_t c0, int64_t g, const doubl
                        const double *m2, double count, const bn_coef *k) {
     for (int64_t j = 0; j < g; j += BN_FIN_STEP) {
         int64_t n = g - j < BN_FIN_STEP ? g - j : BN_FIN_STEP;
-        bn_coef kj;
-        if (k) {
-            kj = (bn_coef){k->mean + j, k->a + j, k->b + j, k->k + j};
-        }
+        bn_coef kj = k ? bn_coef_from(k, j) : (bn_coef){NULL, NULL, NULL, NULL};
         train_step(o, c0 + j, n, mean + j, m2 + j, count, k ? &kj : NULL);
     }
 }
@@ -115,7 +112,7 @@ void bn_finalize_grads(const bn_grad_out *o, int64_t c0, int64_t g, const bn_sum
         for (int64_t j = 0; o->sum_dy_xhat && j < n; j++)
             o->sum_dy_xhat[ch + j] = q[j];
         if (k) {
-            bn_coef kj = {k->mean + j0, k->a + j0, k->b + j0, k->k + j0};
+            bn_coef kj = bn_coef_from(k, j0);
             train_dx(&kj, o, ch, n, s, q);
         }
     }

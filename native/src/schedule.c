@@ -18,8 +18,8 @@ typedef struct {
     double mean[BN_WINDOW], a[BN_WINDOW], b[BN_WINDOW], k[BN_WINDOW];
 } coef_buf;
 
-static bn_coef coef_at(coef_buf *buf, int64_t j) {
-    bn_coef k = {buf->mean + j, buf->a + j, buf->b + j, buf->k + j};
+static bn_coef coef_at(coef_buf *buf) {
+    bn_coef k = {buf->mean, buf->a, buf->b, buf->k};
     return k;
 }
 
@@ -108,11 +108,6 @@ static void merge_tile(const bn_op *op, merged *acc, bn_sums t, double count) {
     }
 }
 
-static bn_coef coef_from(const bn_coef *k, int64_t j) {
-    bn_coef r = {k->mean + j, k->a + j, k->b + j, k->k + j};
-    return r;
-}
-
 /* Channels [ch, ch+g)'s outputs from their merged tiles r[0..g) about ref[0..g); their
  * elementwise constants into k[0..g). g <= BN_WINDOW. */
 static void finalize(const bn_op *op, int64_t ch, int64_t g, const double *ref, const merged *r,
@@ -178,7 +173,7 @@ static void group_merge(const bn_op *op, group_state *gs, const bn_sums *part, i
 }
 
 static void group_finalize(const bn_op *op, group_state *gs, int64_t ch, int64_t g) {
-    bn_coef kc = coef_at(&gs->cb, 0);
+    bn_coef kc = coef_at(&gs->cb);
     finalize(op, ch, g, gs->ref, gs->acc, &kc);
 }
 
@@ -201,7 +196,7 @@ static void group_reduce(const bn_op *op, const bn_plan *p, const bn_kernels *k,
 static void group_fused(const bn_op *op, const bn_plan *p, const bn_kernels *k, group_state *nx,
                         int64_t cn, group_state *cur, int64_t cc, int64_t g) {
     bn_sums part[BN_WINDOW];
-    bn_coef kc = coef_at(&cur->cb, 0);
+    bn_coef kc = coef_at(&cur->cb);
     group_begin(op, nx, cn, g);
     for (int64_t t = 0; t < p->tiles; t++) {
         int64_t f0, f1;
@@ -232,7 +227,7 @@ static void run_channels(const bn_op *op, const bn_plan *p, const bn_kernels *k,
             group_fused(op, p, k, &st[1 - cur], cn, &st[cur], ch, g);
         } else {
             if (op->kind >= 0) {
-                bn_coef kc = coef_at(&st[cur].cb, 0);
+                bn_coef kc = coef_at(&st[cur].cb);
                 apply_channels(op, k, &kc, ch, g, p->stream);
             }
             if (gn > 0)
@@ -293,7 +288,7 @@ static void panel_finalize(const bn_op *op, const bn_plan *p, tiles_shared *sh, 
             for (int64_t j = 0; j < g; j++)
                 merge_tile(op, &acc[j], sh->part[tile * pc + j0 + j], (double)(f1 - f0));
         }
-        bn_coef kj = coef_from(kc, j0);
+        bn_coef kj = bn_coef_from(kc, j0);
         finalize(op, p0 + j0, g, ref, acc, &kj);
     }
 }
@@ -380,7 +375,7 @@ void bn_run_reduce(const bn_op *op, const bn_plan *p, const bn_kernels *k) {
 static bn_coef window_coef(const bn_coef *all, bn_consts_fn consts, const void *ctx,
                            bn_coef store, int64_t ch, int64_t g) {
     if (all)
-        return coef_from(all, ch);
+        return bn_coef_from(all, ch);
     consts(ctx, &store, ch, g);
     return store;
 }
@@ -392,7 +387,7 @@ static void apply_block(const bn_io *io, int kind, const bn_kernels *k, int stre
                         int64_t r0, int64_t r1, int64_t c0, int64_t c1, int64_t i0, int64_t i1) {
     for (int64_t ch = c0; r0 < r1 && ch < c1; ch += BN_WINDOW) {
         int64_t g = min64(BN_WINDOW, c1 - ch);
-        bn_coef kc = window_coef(all, consts, ctx, coef_at(buf, 0), ch, g);
+        bn_coef kc = window_coef(all, consts, ctx, coef_at(buf), ch, g);
         k->apply_ncs(io, &kc, kind, ch, g, r0, r1, i0, i1, stream);
     }
 }
@@ -408,7 +403,7 @@ static void apply_share_ncs(const bn_io *io, int kind, const bn_kernels *k, int 
     /* with every channel's constants at hand, prepare them once per thread */
     bn_coef whole;
     if (!all && c <= BN_WINDOW) {
-        whole = window_coef(NULL, consts, ctx, coef_at(&buf, 0), 0, c);
+        whole = window_coef(NULL, consts, ctx, coef_at(&buf), 0, c);
         all = &whole;
     }
     if (io->n * c < 4 * (int64_t)nt) {
