@@ -10,14 +10,16 @@
  * reports the geometric mean of the two ratios; use it rather than this program alone.
  *
  *   native_lib_ab FIRST.so SECOND.so [--threads T] [--rounds R] [--offset B]
- *                 [--dtype f32|bf16|f16] [--layout nchw|nhwc] [SHAPE...]
+ *                 [--dtype f32|bf16|f16] [--layout nchw|nhwc] [--act none|relu|add_relu]
+ *                 [SHAPE...]
  *
  * The tensors start on 64-byte boundaries, or B bytes past one with --offset B (a multiple of 4
  * below 64): Java's large segments, and glibc's malloc of large blocks, start 16 bytes past a
  * page, and the kernels' stores depend on the alignment.
  *
  * Rows go to stdout as `shape,op,first_ns,second_ns,second/first` (medians); lines starting with
- * '#' are comments. Ops: forward_train, forward_eval, backward (from the saved statistics).
+ * '#' are comments. Ops: forward_train, forward_eval, backward (from the saved statistics), with
+ * the epilogue --act names (the residual z is dy; the backward's y is the training forward's).
  */
 #define _GNU_SOURCE
 
@@ -55,15 +57,15 @@ typedef struct {
  * g_layout, the rest (C). */
 typedef struct {
     int64_t n, c, s;
-    void *x, *y, *dy, *dx;
+    void *x, *y, *dy, *dx, *dz;
     float *w, *b, *rm, *rv, *dw, *db;
     double *sm, *si;
 } tensors;
 
 /* Bytes past a 64-byte boundary where the (N,C,S) tensors start (--offset). */
 static int64_t g_offset;
-/* The tensors' element type and layout (batchnorm.h's BN_F32.. and BN_LAYOUT_..). */
-static int32_t g_dtype, g_layout;
+/* The tensors' element type, layout and epilogue (batchnorm.h's BN_F32.., BN_LAYOUT_.., BN_ACT_..). */
+static int32_t g_dtype, g_layout, g_act;
 
 /* bench_common.h's first three ops: forward_train, forward_eval, backward */
 enum { NUM_OPS = OP_BACKWARD + 1 };
@@ -89,14 +91,14 @@ static int load(library *lib, const char *path, int threads) {
 
 static void call(const library *lib, int op, tensors *t) {
     if (op == OP_TRAIN)
-        lib->train(t->y, t->sm, t->si, t->rm, t->rv, t->x, NULL, t->w, t->b, t->n, t->c, t->s,
-                   g_layout, g_dtype, 0, 1e-5, 0.1, 0);
+        lib->train(t->y, t->sm, t->si, t->rm, t->rv, t->x, g_act == 2 ? t->dy : NULL, t->w, t->b,
+                   t->n, t->c, t->s, g_layout, g_dtype, g_act, 1e-5, 0.1, 0);
     else if (op == OP_EVAL)
-        lib->eval(t->y, t->x, NULL, t->w, t->b, t->rm, t->rv, t->n, t->c, t->s, g_layout,
-                  g_dtype, 0, 1e-5);
+        lib->eval(t->y, t->x, g_act == 2 ? t->dy : NULL, t->w, t->b, t->rm, t->rv, t->n, t->c,
+                  t->s, g_layout, g_dtype, g_act, 1e-5);
     else
-        lib->backward(t->dx, NULL, t->dw, t->db, t->dy, NULL, t->x, t->w, t->sm, t->si, t->n,
-                      t->c, t->s, g_layout, g_dtype, 0);
+        lib->backward(t->dx, g_act == 2 ? t->dz : NULL, t->dw, t->db, t->dy, g_act ? t->y : NULL,
+                      t->x, t->w, t->sm, t->si, t->n, t->c, t->s, g_layout, g_dtype, g_act);
 }
 
 /* Mean ns per call over `reps` calls, after one untimed call. */
@@ -145,10 +147,11 @@ static int alloc_tensors(tensors *t, const bench_shape *sh) {
     int64_t total = sh->n * sh->c * sh->s, c = sh->c;
     int64_t o = g_offset, es = g_dtype == 0 ? 4 : 2;
     *t = (tensors){sh->n, c, sh->s, elems(total, es, o), elems(total, es, o),
-                   elems(total, es, o), elems(total, es, o), floats(c, 0), floats(c, 0),
+                   elems(total, es, o), elems(total, es, o), elems(total, es, o),
+                   floats(c, 0), floats(c, 0),
                    floats(c, 0), floats(c, 0), floats(c, 0), floats(c, 0),
                    malloc((size_t)c * sizeof(double)), malloc((size_t)c * sizeof(double))};
-    if (!t->x || !t->y || !t->dy || !t->dx || !t->w || !t->b || !t->rm || !t->rv || !t->dw ||
+    if (!t->x || !t->y || !t->dy || !t->dx || !t->dz || !t->w || !t->b || !t->rm || !t->rv || !t->dw ||
         !t->db || !t->sm || !t->si)
         return -1;
     uint64_t state = 12345;
@@ -156,7 +159,7 @@ static int alloc_tensors(tensors *t, const bench_shape *sh) {
         state = state * 6364136223846793005ull + 1442695040888963407ull;
         float u = (float)(state >> 40) * (1.0f / 16777216.0f);
         put(t->x, i, 4.0f * u - 2.0f), put(t->dy, i, u - 0.5f);
-        put(t->y, i, 0.0f), put(t->dx, i, 0.0f);
+        put(t->y, i, 0.0f), put(t->dx, i, 0.0f), put(t->dz, i, 0.0f);
     }
     for (int64_t ch = 0; ch < c; ch++)
         t->w[ch] = 1.5f, t->b[ch] = 0.25f, t->rm[ch] = 0.0f, t->rv[ch] = 1.0f;
@@ -166,6 +169,7 @@ static int alloc_tensors(tensors *t, const bench_shape *sh) {
 static void free_tensors(tensors *t) {
     int64_t o = g_offset;
     free_elems(t->x, o), free_elems(t->y, o), free_elems(t->dy, o), free_elems(t->dx, o);
+    free_elems(t->dz, o);
     free(t->w), free(t->b), free(t->rm), free(t->rv), free(t->dw), free(t->db);
     free(t->sm), free(t->si);
 }
@@ -174,7 +178,7 @@ int main(int argc, char **argv) {
     static const char *usage =
         "usage: native_lib_ab FIRST.so SECOND.so [--threads T] [--rounds 1..101]\n"
         "                     [--offset 0..60, a multiple of 4] [--dtype f32|bf16|f16]\n"
-        "                     [--layout nchw|nhwc] [SHAPE...]\n";
+        "                     [--layout nchw|nhwc] [--act none|relu|add_relu] [SHAPE...]\n";
     if (argc < 3) {
         fputs(usage, stderr);
         return 2;
@@ -194,13 +198,17 @@ int main(int argc, char **argv) {
         } else if (strcmp(argv[i], "--layout") == 0 && i + 1 < argc) {
             const char *l = argv[++i];
             g_layout = strcmp(l, "nchw") == 0 ? 0 : strcmp(l, "nhwc") == 0 ? 1 : -1;
+        } else if (strcmp(argv[i], "--act") == 0 && i + 1 < argc) {
+            const char *a = argv[++i];
+            g_act = strcmp(a, "none") == 0 ? 0 : strcmp(a, "relu") == 0 ? 1
+                  : strcmp(a, "add_relu") == 0 ? 2 : -1;
         } else {
             first_shape = i;
             break;
         }
     }
     if (threads < 1 || rounds < 1 || rounds > MAX_ROUNDS || g_offset < 0 || g_offset >= 64 ||
-        g_offset % 4 != 0 || g_dtype < 0 || g_layout < 0) {
+        g_offset % 4 != 0 || g_dtype < 0 || g_layout < 0 || g_act < 0) {
         fputs(usage, stderr);
         return 2;
     }
@@ -209,10 +217,12 @@ int main(int argc, char **argv) {
         return 1;
     static const char *defaults[] = {"32x64x56x56", "256x512x7x7", "64x256x14x14"};
     int count = first_shape < argc ? argc - first_shape : 3;
-    static const char *dtypes[] = {"f32", "bf16", "f16"}, *layouts[] = {"nchw", "nhwc"};
+    static const char *dtypes[] = {"f32", "bf16", "f16"}, *layouts[] = {"nchw", "nhwc"},
+                      *acts[] = {"none", "relu", "add_relu"};
     printf("# first %s, second %s, %d threads, medians of %d rounds, %s %s tensors %d bytes past "
-           "a 64-byte boundary\n",
-           argv[1], argv[2], threads, rounds, dtypes[g_dtype], layouts[g_layout], (int)g_offset);
+           "a 64-byte boundary, epilogue %s\n",
+           argv[1], argv[2], threads, rounds, dtypes[g_dtype], layouts[g_layout], (int)g_offset,
+           acts[g_act]);
     printf("shape,op,first_ns,second_ns,second/first\n");
     for (int k = 0; k < count; k++) {
         const char *text = first_shape < argc ? argv[first_shape + k] : defaults[k];

@@ -46,7 +46,7 @@ int32_t bn_forward_train(void *y, double *save_mean, double *save_invstd, float 
                       eps, factor, flags};
     bn_op op = {bn_io_make(x, act == BN_ACT_ADD_RELU ? z : NULL, NULL, NULL, y, NULL, n, c, s,
                         layout, dtype, act),
-                BN_REDUCE_MOMENTS, BN_FIN_TRAIN, BN_APPLY_NORMALIZE, &o, NULL, NULL, NULL};
+                BN_REDUCE_MOMENTS, BN_FIN_TRAIN, BN_APPLY_NORMALIZE, &o, NULL, NULL, NULL, NULL};
     bn_reduce(&op);
     return BN_OK;
 }
@@ -110,7 +110,7 @@ int32_t bn_backward_train(void *dx, void *dz, float *dweight, float *dbias, cons
     bn_op op = {bn_io_make(x, NULL, dy, act != BN_ACT_NONE ? y : NULL, dx, dz_out, n, c, s, layout,
                         dtype, act),
                 BN_REDUCE_GRADS, BN_FIN_GRADS, dx || dz_out ? BN_APPLY_TRAIN_DX : -1,
-                NULL, &o, NULL, NULL};
+                NULL, &o, NULL, NULL, NULL};
     bn_reduce(&op);
     return BN_OK;
 }
@@ -148,7 +148,7 @@ int32_t bn_backward_eval(void *dx, void *dz, float *dweight, float *dbias, const
                        c, s, layout, dtype, act);
     int kind = dx || dz_out ? BN_APPLY_EVAL_DX : -1;
     if (dweight || dbias) {
-        bn_op op = {io, BN_REDUCE_GRADS, BN_FIN_EVAL_GRADS, kind, NULL, &o, NULL, NULL};
+        bn_op op = {io, BN_REDUCE_GRADS, BN_FIN_EVAL_GRADS, kind, NULL, &o, NULL, NULL, NULL};
         bn_reduce(&op);
     } else if (kind >= 0) {
         bn_apply(&io, kind, eval_dx_consts, &o);

@@ -37,6 +37,7 @@ enum {
     BN_REDUCE_MOMENTS = 0, /* s += d, q += d*d with d = x - ref (ref: the channel's shift) */
     BN_REDUCE_GRADS = 1,   /* s += g, q += g*(x - ref) with g = dy, masked by y > 0 for the
                               fused epilogues (ref: the channel's mean); x == NULL: q stays 0 */
+    BN_REDUCE_GRADS_KEEP = 2, /* BN_REDUCE_GRADS masked by y > 0, g also stored into io.out */
 };
 
 /* Elementwise passes (the kernels' apply kind). */
@@ -305,6 +306,7 @@ typedef struct bn_op {
     const bn_train_out *train;
     const bn_grad_out *grad;
     double *mean_out, *m2_out; /* BN_FIN_STATS */
+    const bn_io *pass;         /* the elementwise pass's tensors when not io's (bn_reduce) */
 } bn_op;
 
 /* Runs op under plan p with kernels k: reduction + finalize + elementwise pass. */

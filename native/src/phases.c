@@ -18,7 +18,7 @@ int32_t bn_stats(double *mean, double *m2, const void *x, int64_t n, int64_t c, 
         return BN_OK;
     }
     bn_op op = {bn_io_make(x, NULL, NULL, NULL, NULL, NULL, n, c, s, layout, dtype, BN_ACT_NONE),
-                BN_REDUCE_MOMENTS, BN_FIN_STATS, -1, NULL, NULL, mean, m2};
+                BN_REDUCE_MOMENTS, BN_FIN_STATS, -1, NULL, NULL, mean, m2, NULL};
     bn_reduce(&op);
     return BN_OK;
 }
@@ -148,7 +148,7 @@ int32_t bn_backward_reduce(double *sum_dy, double *sum_dy_xhat, float *dweight, 
                      NULL, NULL, 0.0, (double)(n * s)};
     bn_op op = {bn_io_make(x, NULL, dy, act != BN_ACT_NONE ? y : NULL, NULL, NULL, n, c, s, layout,
                         dtype, act),
-                BN_REDUCE_GRADS, BN_FIN_GRADS, -1, NULL, &o, NULL, NULL};
+                BN_REDUCE_GRADS, BN_FIN_GRADS, -1, NULL, &o, NULL, NULL, NULL};
     bn_reduce(&op);
     return BN_OK;
 }

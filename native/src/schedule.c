@@ -142,10 +142,15 @@ static void finalize(const bn_op *op, int64_t ch, int64_t g, const double *ref, 
     }
 }
 
+/* The tensors of op's elementwise pass. */
+static const bn_io *pass_io(const bn_op *op) {
+    return op->pass ? op->pass : &op->io;
+}
+
 /* The elementwise pass over every value of channels [ch, ch+g), constants in k[0..g). */
 static void apply_channels(const bn_op *op, const bn_kernels *k, const bn_coef *kc, int64_t ch,
                            int64_t g, int stream) {
-    const bn_io *io = &op->io;
+    const bn_io *io = pass_io(op);
     if (io->layout == BN_LAYOUT_NCS)
         k->apply_ncs(io, kc, op->kind, ch, g, 0, io->n, 0, io->s, stream);
     else
@@ -296,7 +301,7 @@ static void panel_finalize(const bn_op *op, const bn_plan *p, tiles_shared *sh, 
 /* The panel's elementwise pass: channels-last rows shared among the team. */
 static void panel_apply(const bn_op *op, const bn_plan *p, const bn_kernels *k, const bn_coef *kc,
                         int64_t p0, int64_t pc, int t, int nt) {
-    const bn_io *io = &op->io;
+    const bn_io *io = pass_io(op);
     int64_t r0, r1;
     if (io->layout == BN_LAYOUT_NCS) {
         apply_share(io, op->kind, k, p->stream, kc, NULL, NULL, t, nt);
@@ -459,6 +464,35 @@ void bn_run_apply(const bn_io *io, int kind, bn_consts_fn consts, const void *ct
                 omp_get_num_threads());
 }
 
+/*
+ * A backward through Add+ReLU whose elementwise pass reads its inputs again from beyond the
+ * core's L2 (by tiles, channels-last): the reduction, which reads dy and y anyway, writes dz (the
+ * masked gradient g itself) and the pass reads g and x alone, one input fewer, and no longer
+ * writes dz. A channels-first group by channels finds its inputs in L2, and there the
+ * reduction's stores only add reads for ownership to a walk bound by its reads. Without dz, the
+ * same trick (g kept in dx) moves a read for ownership but saves no traffic, and measured slower
+ * as often as faster. Same values: g is exact in every type.
+ */
+static bn_op keep_gradient(const bn_op *op, const bn_plan *p, bn_io *pass) {
+    bn_op r = *op;
+    if (op->mode != BN_REDUCE_GRADS || op->io.act != BN_ACT_ADD_RELU || op->kind < 0 ||
+        op->io.out2 == NULL)
+        return r;
+    if (op->io.layout == BN_LAYOUT_NCS && p->split == BN_BY_CHANNELS)
+        return r;
+    *pass = op->io;
+    pass->dy = op->io.out2;
+    pass->y = pass->z = NULL;
+    pass->out2 = NULL;
+    pass->act = BN_ACT_NONE;
+    r.io.out = op->io.out2;
+    r.io.out2 = NULL;
+    r.mode = BN_REDUCE_GRADS_KEEP;
+    r.kind = pass->out ? op->kind : -1;
+    r.pass = pass;
+    return r;
+}
+
 void bn_reduce(const bn_op *op) {
     const bn_kernels *k = bn_kernels_select();
     /* the training forward only: the backward's second input stream makes two of its groups
@@ -467,7 +501,9 @@ void bn_reduce(const bn_op *op) {
     int fusable = op->mode == BN_REDUCE_MOMENTS && op->kind == BN_APPLY_NORMALIZE;
     bn_plan p = bn_plan_make(&op->io, k, fusable ? BN_OP_FUSABLE : BN_OP_REDUCE,
                              op->io.n * op->io.c * op->io.s);
-    bn_run_reduce(op, &p, k);
+    bn_io pass;
+    bn_op run = keep_gradient(op, &p, &pass);
+    bn_run_reduce(&run, &p, k);
     bn_team_end(p.threads);
 }
 

@@ -105,12 +105,13 @@ static void describe(char *buf, size_t len, const problem *p) {
              p->act);
 }
 
-/* Forward train, then backward train of the same call, against the reference. */
+/* Training forward and backward against the reference; in place (inplace 1: y = x, dx = dy;
+ * inplace 2: y = x, dz = dy) or not. */
 static void check_train(const problem *p, int inplace, double big) {
     char what[96];
     describe(what, sizeof what, p);
     int64_t c = p->c, total = p->n * c * p->s, m = p->n * p->s;
-    void *x = tensor(p), *z = tensor(p), *x0 = tensor(p), *y, *dy = tensor(p), *dx, *dz = tensor(p);
+    void *x = tensor(p), *z = tensor(p), *x0 = tensor(p), *y, *dy = tensor(p), *dx, *dz;
     float *w = malloc((size_t)c * 4), *b = malloc((size_t)c * 4), *rm = malloc((size_t)c * 4),
           *rv = malloc((size_t)c * 4), *dw = malloc((size_t)c * 4), *db = malloc((size_t)c * 4);
     double *sm = malloc((size_t)c * 8), *si = malloc((size_t)c * 8);
@@ -162,7 +163,8 @@ static void check_train(const problem *p, int inplace, double big) {
             }
     }
     /* backward of the same forward */
-    dx = inplace ? dy : tensor(p);
+    dx = inplace == 1 ? dy : tensor(p);
+    dz = inplace == 2 ? dy : tensor(p);
     void *dy0 = tensor(p);
     memcpy(dy0, dy, (size_t)(total * esize(p->dtype)));
     st = bn_backward_train(dx, dz, dw, db, dy, y, x0, w, sm, si, p->n, c, p->s, p->layout,
@@ -205,11 +207,13 @@ static void check_train(const problem *p, int inplace, double big) {
             }
     }
     free(dy0);
-    if (!inplace) {
+    if (!inplace)
         free(y);
+    if (inplace != 1)
         free(dx);
-    }
-    free(x), free(z), free(x0), free(dy), free(dz), free(w), free(b), free(rm), free(rv);
+    if (inplace != 2)
+        free(dz);
+    free(x), free(z), free(x0), free(dy), free(w), free(b), free(rm), free(rv);
     free(dw), free(db), free(sm), free(si), free(mean), free(inv);
 }
 
@@ -382,7 +386,7 @@ static void check_threads(const problem *p) {
     char what[96];
     describe(what, sizeof what, p);
     int64_t c = p->c, bytes = p->n * c * p->s * esize(p->dtype);
-    void *x = tensor(p), *z = tensor(p), *dy = tensor(p), *y[4], *dx[4];
+    void *x = tensor(p), *z = tensor(p), *dy = tensor(p), *y[4], *dx[4], *dz[4];
     double *sm[4], *si[4];
     float *dw[4], *db[4];
     fill(p, x, 1e3);
@@ -391,6 +395,7 @@ static void check_threads(const problem *p) {
     for (int t = 0; t < 4; t++) {
         y[t] = tensor(p);
         dx[t] = tensor(p);
+        dz[t] = p->act == BN_ACT_ADD_RELU ? tensor(p) : NULL;
         sm[t] = malloc((size_t)c * 8);
         si[t] = malloc((size_t)c * 8);
         dw[t] = malloc((size_t)c * 4);
@@ -398,7 +403,7 @@ static void check_threads(const problem *p) {
         bn_set_num_threads(t + 1);
         CHECK(bn_forward_train(y[t], sm[t], si[t], NULL, NULL, x, z, NULL, NULL, p->n, c, p->s,
                                p->layout, p->dtype, p->act, 1e-5, 0.1, 0) == BN_OK, "%s", what);
-        CHECK(bn_backward_train(dx[t], NULL, dw[t], db[t], dy, y[t], x, NULL, sm[t], si[t], p->n,
+        CHECK(bn_backward_train(dx[t], dz[t], dw[t], db[t], dy, y[t], x, NULL, sm[t], si[t], p->n,
                                 c, p->s, p->layout, p->dtype, p->act) == BN_OK, "%s", what);
     }
     for (int t = 1; t < 4; t++) {
@@ -408,10 +413,12 @@ static void check_threads(const problem *p) {
               "%s: gradients differ between 1 and %d threads", what, t + 1);
         CHECK(memcmp(y[t], y[0], (size_t)bytes) == 0 && memcmp(dx[t], dx[0], (size_t)bytes) == 0,
               "%s: outputs differ between 1 and %d threads", what, t + 1);
+        CHECK(!dz[0] || memcmp(dz[t], dz[0], (size_t)bytes) == 0,
+              "%s: dz differs between 1 and %d threads", what, t + 1);
     }
     bn_set_num_threads(2);
     for (int t = 0; t < 4; t++)
-        free(y[t]), free(dx[t]), free(sm[t]), free(si[t]), free(dw[t]), free(db[t]);
+        free(y[t]), free(dx[t]), free(dz[t]), free(sm[t]), free(si[t]), free(dw[t]), free(db[t]);
     free(x), free(z), free(dy);
 }
 
@@ -426,6 +433,8 @@ int main(void) {
                     problem p = {shapes[si][0], shapes[si][1], shapes[si][2], layout, dt, act};
                     check_train(&p, 0, 10.0);
                     check_train(&p, 1, dt == BN_F32 ? 1e5 : 50.0);
+                    if (act == BN_ACT_ADD_RELU)
+                        check_train(&p, 2, 10.0);
                     check_eval(&p);
                     for (int k = 1; k <= 5; k++)
                         check_shards(&p, k);
@@ -441,6 +450,10 @@ int main(void) {
                     problem p = {big[si][0], big[si][1], big[si][2], layout, dt, act};
                     check_threads(&p);
                     check_eval(&p);
+                    if (act == BN_ACT_ADD_RELU) {
+                        check_train(&p, 0, 10.0);
+                        check_train(&p, 2, 10.0);
+                    }
                 }
     return finish("test_variants");
 }
