@@ -469,7 +469,8 @@ void bn_run_apply(const bn_io *io, int kind, bn_consts_fn consts, const void *ct
  * core's L2 (by tiles, channels-last): the reduction, which reads dy and y anyway, writes dz (the
  * masked gradient g itself) and the pass reads g and x alone, one input fewer, and no longer
  * writes dz. A channels-first group by channels finds its inputs in L2, and there the
- * reduction's stores only add reads for ownership to a walk bound by its reads. Without dz, the
+ * reduction's stores only add reads for ownership to a walk bound by its reads; so they do where
+ * the pass stores past the cache (p->stream), which writes dz without one. Without dz, the
  * same trick (g kept in dx) moves a read for ownership but saves no traffic, and measured slower
  * as often as faster. Same values: g is exact in every type.
  */
@@ -478,7 +479,7 @@ static bn_op keep_gradient(const bn_op *op, const bn_plan *p, bn_io *pass) {
     if (op->mode != BN_REDUCE_GRADS || op->io.act != BN_ACT_ADD_RELU || op->kind < 0 ||
         op->io.out2 == NULL)
         return r;
-    if (op->io.layout == BN_LAYOUT_NCS && p->split == BN_BY_CHANNELS)
+    if ((op->io.layout == BN_LAYOUT_NCS && p->split == BN_BY_CHANNELS) || p->stream)
         return r;
     *pass = op->io;
     pass->dy = op->io.out2;
