@@ -64,7 +64,8 @@ typedef struct {
 
 /* Bytes past a 64-byte boundary where the (N,C,S) tensors start (--offset). */
 static int64_t g_offset;
-/* The tensors' element type, layout and epilogue (batchnorm.h's BN_F32.., BN_LAYOUT_.., BN_ACT_..). */
+/* The tensors' element type, layout and epilogue (batchnorm.h's BN_F32.., BN_LAYOUT_..,
+ * BN_ACT_..). */
 static int32_t g_dtype, g_layout, g_act;
 
 /* bench_common.h's first three ops: forward_train, forward_eval, backward */
@@ -151,8 +152,8 @@ static int alloc_tensors(tensors *t, const bench_shape *sh) {
                    floats(c, 0), floats(c, 0),
                    floats(c, 0), floats(c, 0), floats(c, 0), floats(c, 0),
                    malloc((size_t)c * sizeof(double)), malloc((size_t)c * sizeof(double))};
-    if (!t->x || !t->y || !t->dy || !t->dx || !t->dz || !t->w || !t->b || !t->rm || !t->rv || !t->dw ||
-        !t->db || !t->sm || !t->si)
+    if (!t->x || !t->y || !t->dy || !t->dx || !t->dz || !t->w || !t->b || !t->rm || !t->rv ||
+        !t->dw || !t->db || !t->sm || !t->si)
         return -1;
     uint64_t state = 12345;
     for (int64_t i = 0; i < total; i++) {

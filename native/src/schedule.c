@@ -475,18 +475,16 @@ void bn_run_apply(const bn_io *io, int kind, bn_consts_fn consts, const void *ct
  * as often as faster. Same values: g is exact in every type.
  */
 static bn_op keep_gradient(const bn_op *op, const bn_plan *p, bn_io *pass) {
+    const bn_io *io = &op->io;
     bn_op r = *op;
-    if (op->mode != BN_REDUCE_GRADS || op->io.act != BN_ACT_ADD_RELU || op->kind < 0 ||
-        op->io.out2 == NULL)
+    if (op->mode != BN_REDUCE_GRADS || io->act != BN_ACT_ADD_RELU || op->kind < 0 ||
+        io->out2 == NULL)
         return r;
-    if ((op->io.layout == BN_LAYOUT_NCS && p->split == BN_BY_CHANNELS) || p->stream)
+    if ((io->layout == BN_LAYOUT_NCS && p->split == BN_BY_CHANNELS) || p->stream)
         return r;
-    *pass = op->io;
-    pass->dy = op->io.out2;
-    pass->y = pass->z = NULL;
-    pass->out2 = NULL;
-    pass->act = BN_ACT_NONE;
-    r.io.out = op->io.out2;
+    *pass = bn_io_make(io->x, NULL, io->out2, NULL, io->out, NULL, io->n, io->c, io->s,
+                       io->layout, io->dtype, BN_ACT_NONE);
+    r.io.out = io->out2;
     r.io.out2 = NULL;
     r.mode = BN_REDUCE_GRADS_KEEP;
     r.kind = pass->out ? op->kind : -1;
