@@ -19,10 +19,12 @@ static void zero_floats(float *p, int64_t c) {
         p[i] = 0.0f;
 }
 
+BN_ENTRY
 int32_t bn_forward_train(void *y, double *save_mean, double *save_invstd, float *running_mean,
                          float *running_var, const void *x, const void *z, const float *weight,
                          const float *bias, int64_t n, int64_t c, int64_t s, int32_t layout,
                          int32_t dtype, int32_t act, double eps, double factor, int32_t flags) {
+    bn_enter();
     if (y == NULL || x == NULL || (running_mean == NULL) != (running_var == NULL))
         return BN_ERR_NULL_POINTER;
     int32_t st = check_common(n, c, s, layout, dtype, act, z);
@@ -61,10 +63,12 @@ static void eval_consts(const void *p, const bn_coef *k, int64_t c0, int64_t g) 
     bn_consts_eval(k, e->running_mean, e->running_var, e->weight, e->bias, e->eps, c0, g);
 }
 
+BN_ENTRY
 int32_t bn_forward_eval(void *y, const void *x, const void *z, const float *weight,
                         const float *bias, const float *running_mean, const float *running_var,
                         int64_t n, int64_t c, int64_t s, int32_t layout, int32_t dtype,
                         int32_t act, double eps) {
+    bn_enter();
     if (y == NULL || x == NULL || running_mean == NULL || running_var == NULL)
         return BN_ERR_NULL_POINTER;
     int32_t st = check_common(n, c, s, layout, dtype, act, z);
@@ -89,10 +93,12 @@ static int32_t check_backward(const void *dy, const void *y, int64_t n, int64_t 
     return check_common(n, c, s, layout, dtype, act, dy);
 }
 
+BN_ENTRY
 int32_t bn_backward_train(void *dx, void *dz, float *dweight, float *dbias, const void *dy,
                           const void *y, const void *x, const float *weight,
                           const double *save_mean, const double *save_invstd, int64_t n,
                           int64_t c, int64_t s, int32_t layout, int32_t dtype, int32_t act) {
+    bn_enter();
     if (x == NULL || save_mean == NULL || save_invstd == NULL)
         return BN_ERR_NULL_POINTER;
     int32_t st = check_backward(dy, y, n, c, s, layout, dtype, act);
@@ -124,11 +130,13 @@ static void eval_dx_consts(const void *p, const bn_coef *k, int64_t c0, int64_t 
         bn_finalize_eval_grads(&consts_only, c0 + j, none, k, j);
 }
 
+BN_ENTRY
 int32_t bn_backward_eval(void *dx, void *dz, float *dweight, float *dbias, const void *dy,
                          const void *y, const void *x, const float *weight,
                          const float *running_mean, const float *running_var, int64_t n,
                          int64_t c, int64_t s, int32_t layout, int32_t dtype, int32_t act,
                          double eps) {
+    bn_enter();
     if (running_mean == NULL || running_var == NULL || (dweight != NULL && x == NULL))
         return BN_ERR_NULL_POINTER;
     int32_t st = check_backward(dy, y, n, c, s, layout, dtype, act);

@@ -3,8 +3,10 @@
 
 #include "bn.h"
 
+BN_ENTRY
 int32_t bn_stats(double *mean, double *m2, const void *x, int64_t n, int64_t c, int64_t s,
                  int32_t layout, int32_t dtype) {
+    bn_enter();
     if (mean == NULL || m2 == NULL || x == NULL)
         return BN_ERR_NULL_POINTER;
     int32_t st = bn_check_shape(n, c, s, layout);
@@ -23,8 +25,10 @@ int32_t bn_stats(double *mean, double *m2, const void *x, int64_t n, int64_t c, 
     return BN_OK;
 }
 
+BN_ENTRY
 int32_t bn_merge_stats(int64_t *count, double *mean, double *m2, const int64_t *counts,
                        const double *means, const double *m2s, int64_t k, int64_t c) {
+    bn_enter();
     if (count == NULL || mean == NULL || m2 == NULL ||
         (k > 0 && (counts == NULL || means == NULL || m2s == NULL)))
         return BN_ERR_NULL_POINTER;
@@ -67,12 +71,14 @@ static void stats_consts(const void *p, const bn_coef *k, int64_t c0, int64_t g)
     bn_finalize_train(&o, c0, g, e->mean + c0, e->m2 + c0, e->count, k);
 }
 
+BN_ENTRY
 int32_t bn_forward_from_stats(void *y, double *save_mean, double *save_invstd,
                               float *running_mean, float *running_var, const void *x,
                               const void *z, const float *weight, const float *bias,
                               const double *mean, const double *m2, int64_t count, int64_t n,
                               int64_t c, int64_t s, int32_t layout, int32_t dtype, int32_t act,
                               double eps, double factor, int32_t flags) {
+    bn_enter();
     if (y == NULL || x == NULL || mean == NULL || m2 == NULL ||
         (running_mean == NULL) != (running_var == NULL))
         return BN_ERR_NULL_POINTER;
@@ -125,10 +131,12 @@ static int32_t check_backward(const void *dy, const void *y, const void *x,
     return st != BN_OK ? st : bn_check_type(dtype, act, dy);
 }
 
+BN_ENTRY
 int32_t bn_backward_reduce(double *sum_dy, double *sum_dy_xhat, float *dweight, float *dbias,
                            const void *dy, const void *y, const void *x, const double *save_mean,
                            const double *save_invstd, int64_t n, int64_t c, int64_t s,
                            int32_t layout, int32_t dtype, int32_t act) {
+    bn_enter();
     if (sum_dy == NULL || sum_dy_xhat == NULL)
         return BN_ERR_NULL_POINTER;
     int32_t st = check_backward(dy, y, x, save_mean, save_invstd, n, c, s, layout, dtype, act);
@@ -163,11 +171,13 @@ static void sums_consts(const void *p, const bn_coef *k, int64_t c0, int64_t g) 
     bn_consts_train_dx(k, &e->o, e->sum_dy, e->sum_dy_xhat, c0, g);
 }
 
+BN_ENTRY
 int32_t bn_backward_from_sums(void *dx, void *dz, const void *dy, const void *y, const void *x,
                               const float *weight, const double *save_mean,
                               const double *save_invstd, const double *sum_dy,
                               const double *sum_dy_xhat, int64_t count, int64_t n, int64_t c,
                               int64_t s, int32_t layout, int32_t dtype, int32_t act) {
+    bn_enter();
     if (sum_dy == NULL || sum_dy_xhat == NULL)
         return BN_ERR_NULL_POINTER;
     int32_t st = check_backward(dy, y, x, save_mean, save_invstd, n, c, s, layout, dtype, act);

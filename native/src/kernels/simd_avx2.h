@@ -91,7 +91,7 @@ static inline void stn_f32(float *p, int64_t n, vf a) { _mm256_maskstore_ps(p, b
  * (AVX2 has no 16-bit masked load or store). */
 static inline __m128i bn_load8x16n(const uint16_t *p, int64_t n) {
     uint16_t b[8] = {0};
-    memcpy(b, p, (size_t)n * sizeof *p);
+    memcpy(b, p, (size_t)(n < 8 ? n : 8) * sizeof *p); /* n < 8; the bound is for the compiler */
     return _mm_loadu_si128((const __m128i *)b);
 }
 static inline void bn_store8x16n(uint16_t *p, int64_t n, __m128i v) {
