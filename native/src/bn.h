@@ -20,6 +20,7 @@
 #ifndef BN_H
 #define BN_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "batchnorm.h"
@@ -80,11 +81,17 @@ typedef struct bn_io {
 /* Per-channel constants of an elementwise pass (see the BN_APPLY_* formulas). */
 typedef struct bn_coef {
     double *mean, *a, *b, *k;
+    const struct bn_coef_f *f; /* the same constants for float lanes (apply.inc), or NULL */
 } bn_coef;
+
+/* A channel's constants for an elementwise pass in float lanes (apply.inc, coef_float). */
+typedef struct bn_coef_f {
+    float mean, a, b, k;
+} bn_coef_f;
 
 /* The constants of k from channel j on. */
 static inline bn_coef bn_coef_from(const bn_coef *k, int64_t j) {
-    bn_coef r = {k->mean + j, k->a + j, k->b + j, k->k + j};
+    bn_coef r = {k->mean + j, k->a + j, k->b + j, k->k + j, k->f ? k->f + j : NULL};
     return r;
 }
 

@@ -62,7 +62,7 @@ void bn_finalize_train(const bn_train_out *o, int64_t c0, int64_t g, const doubl
                        const double *m2, double count, const bn_coef *k) {
     for (int64_t j = 0; j < g; j += BN_FIN_STEP) {
         int64_t n = g - j < BN_FIN_STEP ? g - j : BN_FIN_STEP;
-        bn_coef kj = k ? bn_coef_from(k, j) : (bn_coef){NULL, NULL, NULL, NULL};
+        bn_coef kj = k ? bn_coef_from(k, j) : (bn_coef){NULL, NULL, NULL, NULL, NULL};
         train_step(o, c0 + j, n, mean + j, m2 + j, count, k ? &kj : NULL);
     }
 }

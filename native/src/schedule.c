@@ -19,7 +19,7 @@ typedef struct {
 } coef_buf;
 
 static bn_coef coef_at(coef_buf *buf) {
-    bn_coef k = {buf->mean, buf->a, buf->b, buf->k};
+    bn_coef k = {buf->mean, buf->a, buf->b, buf->k, NULL};
     return k;
 }
 
@@ -30,7 +30,7 @@ typedef struct {
 } row_coef;
 
 static bn_coef row_coef_at(row_coef *buf) {
-    bn_coef k = {buf->mean, buf->a, buf->b, buf->k};
+    bn_coef k = {buf->mean, buf->a, buf->b, buf->k, NULL};
     return k;
 }
 
