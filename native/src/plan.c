@@ -21,6 +21,11 @@
 #define BN_GROUP_ROW_BYTES 1024
 #define BN_GROUP_SLICE ((int64_t)2 << 20)
 
+/* A short-row group whose elementwise pass outgrows the core's L2 is narrowed until the pass
+ * fits, as long as it still spans this many bytes of a row (narrower, its runs' ends cost more
+ * than the L2 saves: docs/experiments.md). */
+#define BN_GROUP_ROW_BYTES_FIT 6144
+
 #define BN_PANEL_ROW_BYTES 256
 
 static int64_t min64(int64_t a, int64_t b) {
@@ -138,11 +143,18 @@ bn_plan bn_plan_make(const bn_io *io, const bn_kernels *k, int what, int64_t wor
             p.split = BN_BY_TILES;
         p.group = ncs_group(io, reduce, p.split == BN_BY_TILES ? 1 : p.threads);
         /* a group whose pass outgrows the core's L2 reads its inputs again from the cache
-         * behind it anyway; where that cache holds the tensors, one pass over memory in address
-         * order after every channel's reduction reads them faster than the group's short runs */
-        int64_t pass = io->n * io->s * bn_elem_bytes(io->dtype) * p.group *
-                       (reread_inputs(io) + outputs(io));
+         * behind it anyway: short rows narrow it to fit (BN_GROUP_ROW_BYTES_FIT), or else, where
+         * that cache holds the tensors, one pass over memory in address order after every
+         * channel's reduction reads them faster than the group's short runs */
+        int64_t eb = bn_elem_bytes(io->dtype);
+        int64_t per_ch = io->n * io->s * eb * (reread_inputs(io) + outputs(io));
+        int64_t pass = per_ch * p.group, fit = per_ch > 0 ? l2_bytes() / per_ch : p.group;
         int short_rows = io->s < BN_FUSE_MIN_ROW && outputs(io) > 0;
+        if (reduce && short_rows && !p.stream && p.split == BN_BY_CHANNELS &&
+            pass > l2_bytes() && fit * io->s * eb >= BN_GROUP_ROW_BYTES_FIT) {
+            p.group = fit;
+            pass = per_ch * fit;
+        }
         if (reduce && short_rows && !p.stream && pass > l2_bytes() &&
             p.tiles * c <= BN_TILE_PARTS && c <= BN_PANEL_MAX) {
             p.split = BN_BY_TILES;
