@@ -56,7 +56,14 @@ enum {
  * 246 ns instead of 116. The AVX build encodes its own instructions as VEX, which do not wait,
  * and clears the halves first (bn_enter), so the SSE code it calls does not wait either.
  */
+#if defined(__clang__)
+/* clang (14) names the clones' dispatcher apart from the function, so other translation units
+ * cannot link to it: there each entry point is built once, and bn_enter alone clears the
+ * halves, after whatever SSE code the compiler places before it. */
+#define BN_ENTRY
+#else
 #define BN_ENTRY __attribute__((target_clones("avx", "default")))
+#endif
 
 /* First statement of a BN_ENTRY function. */
 static inline void bn_enter(void) {
