@@ -6,7 +6,8 @@
 #   scripts/bench.sh --build-only       (it lands in target/bench/build/bench)
 #
 # usage: scripts/lib_ab.sh A.so B.so [--threads T] [--rounds R] [--offset B]
-#                         [--dtype f32|bf16|f16] [--layout nchw|nhwc] [--act none|relu|add_relu] [SHAPE...]
+#                         [--dtype f32|bf16|f16] [--layout nchw|nhwc]
+#                         [--act none|relu|add_relu] [SHAPE...]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 tool=$root/target/bench/build/bench/native_lib_ab

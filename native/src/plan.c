@@ -150,15 +150,13 @@ bn_plan bn_plan_make(const bn_io *io, const bn_kernels *k, int what, int64_t wor
         int64_t per_ch = io->n * io->s * eb * (reread_inputs(io) + outputs(io));
         int64_t pass = per_ch * p.group, fit = per_ch > 0 ? l2_bytes() / per_ch : p.group;
         int short_rows = io->s < BN_FUSE_MIN_ROW && outputs(io) > 0;
-        if (reduce && short_rows && !p.stream && p.split == BN_BY_CHANNELS &&
-            pass > l2_bytes() && fit * io->s * eb >= BN_GROUP_ROW_BYTES_FIT) {
-            p.group = fit;
-            pass = per_ch * fit;
-        }
-        if (reduce && short_rows && !p.stream && pass > l2_bytes() &&
-            p.tiles * c <= BN_TILE_PARTS && c <= BN_PANEL_MAX) {
-            p.split = BN_BY_TILES;
-            p.group = ncs_group(io, reduce, 1);
+        if (reduce && short_rows && !p.stream && pass > l2_bytes()) {
+            if (p.split == BN_BY_CHANNELS && fit * io->s * eb >= BN_GROUP_ROW_BYTES_FIT) {
+                p.group = fit;
+            } else if (p.tiles * c <= BN_TILE_PARTS && c <= BN_PANEL_MAX) {
+                p.split = BN_BY_TILES;
+                p.group = ncs_group(io, reduce, 1);
+            }
         }
         /* the fused pass pairs a tile's rows of two groups: tiles of whole rows; on shorter
          * rows its per-row edges cost more than the overlap gains */
