@@ -122,6 +122,9 @@ typedef struct bn_moments {
 /* Channels per call of apply_nsc: whole rows of up to this many channels are walked in memory
  * order, each vector's constants prepared once for the call (on the kernel's stack). */
 #define BN_NSC_ROW_MAX 1024
+/* Channels-last channels a thread takes at a time in the by-channels schedule (a vector's worth
+ * on every ISA): a reduction of fewer channels always sees whole rows. */
+#define BN_NSC_THREAD_CHANNELS 16
 
 typedef struct bn_kernels {
     const char *name;

@@ -342,7 +342,7 @@ static void run_reduce_on(const bn_op *op, const bn_plan *p, const bn_kernels *k
         return;
     }
     /* channels-last threads take whole vectors of channels */
-    int64_t c0, c1, unit = op->io.layout == BN_LAYOUT_NSC ? 16 : 1;
+    int64_t c0, c1, unit = op->io.layout == BN_LAYOUT_NSC ? BN_NSC_THREAD_CHANNELS : 1;
     share(op->io.c, t, nt, unit, &c0, &c1);
     run_channels(op, p, k, c0, c1);
 }

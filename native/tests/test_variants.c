@@ -440,10 +440,11 @@ int main(void) {
                         check_shards(&p, k);
                 }
     /* big enough for a team, in both schedules of each layout; 64x24x196's Add+ReLU backward
-     * narrows its channels-first groups to fit a 2 MiB L2 */
+     * narrows its channels-first groups to fit a 2 MiB L2; channels-last rows of 3, 5, 12 and 24
+     * channels are walked as one run of values */
     static const int64_t big[][3] = {{8, 64, 700},  {16, 3, 2048}, {4000, 48, 1},
                                      {64, 300, 16}, {512, 5, 49},  {40, 1100, 3},
-                                     {64, 520, 49}, {64, 24, 196}};
+                                     {64, 520, 49}, {64, 24, 196}, {2048, 12, 9}};
     for (size_t si = 0; si < sizeof big / sizeof big[0]; si++)
         for (int32_t layout = 0; layout < 2; layout++)
             for (int32_t dt = 0; dt < 3; dt += 1)
