@@ -130,9 +130,10 @@ typedef struct bn_kernels {
     const char *name;
     /* Channels-first: channels [c0, c0+g) over the tile [f0, f1) of each channel's flat index,
      * walked in memory order (row by row, the g runs of a row one after the other); out[j] gets
-     * channel c0+j's sums. g <= BN_NCS_GROUP_MAX. */
+     * channel c0+j's sums. g <= BN_NCS_GROUP_MAX. far: the inputs come from beyond the
+     * last-level cache (the plan's stream). */
     void (*reduce_ncs)(bn_sums *out, const bn_io *io, const double *ref, int mode, int64_t c0,
-                       int64_t g, int64_t f0, int64_t f1);
+                       int64_t g, int64_t f0, int64_t f1, int far);
     /* Channels-last: channels [c0, c0+g) over rows [r0, r1) (row = n*S + i). g <=
      * BN_NSC_PIECE_MAX. */
     void (*reduce_nsc)(bn_sums *out, const bn_io *io, const double *ref, int mode, int64_t c0,

@@ -79,10 +79,10 @@ static double op_ref(const bn_op *op, int64_t ch) {
 }
 
 /* Tile [f0, f1) of channels [ch, ch+g) into out[0..g). */
-static void reduce_tile(const bn_op *op, const bn_kernels *k, bn_sums *out, const double *ref,
-                        int64_t ch, int64_t g, int64_t f0, int64_t f1) {
+static void reduce_tile(const bn_op *op, const bn_plan *p, const bn_kernels *k, bn_sums *out,
+                        const double *ref, int64_t ch, int64_t g, int64_t f0, int64_t f1) {
     if (op->io.layout == BN_LAYOUT_NCS)
-        k->reduce_ncs(out, &op->io, ref, op->mode, ch, g, f0, f1);
+        k->reduce_ncs(out, &op->io, ref, op->mode, ch, g, f0, f1, p->stream);
     else
         k->reduce_nsc(out, &op->io, ref, op->mode, ch, g, f0, f1);
 }
@@ -190,7 +190,7 @@ static void group_reduce(const bn_op *op, const bn_plan *p, const bn_kernels *k,
     for (int64_t t = 0; t < p->tiles; t++) {
         int64_t f0, f1;
         tile_bounds(&op->io, p->tiles, t, &f0, &f1);
-        reduce_tile(op, k, part, gs->ref, ch, g, f0, f1);
+        reduce_tile(op, p, k, part, gs->ref, ch, g, f0, f1);
         group_merge(op, gs, part, g, f0, f1);
     }
     group_finalize(op, gs, ch, g);
@@ -270,7 +270,7 @@ static void panel_reduce(const bn_op *op, const bn_plan *p, const bn_kernels *k,
         for (int64_t l = 0; l < gj; l++)
             ref[l] = op_ref(op, p0 + j + l);
         tile_bounds(&op->io, p->tiles, tile, &f0, &f1);
-        reduce_tile(op, k, sh->part + tile * pc + j, ref, p0 + j, gj, f0, f1);
+        reduce_tile(op, p, k, sh->part + tile * pc + j, ref, p0 + j, gj, f0, f1);
     }
 }
 
