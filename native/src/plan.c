@@ -61,6 +61,17 @@ static int64_t measure_l2(void) {
     return l2 > 0 ? (int64_t)l2 : (int64_t)1 << 20;
 }
 
+/* 2 on AMD, 1 elsewhere (cached() takes 0 for "not measured yet"). */
+static int64_t measure_amd(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_is("amd") ? 2 : 1;
+}
+
+static int is_amd(void) {
+    static int64_t amd;
+    return cached(&amd, measure_amd) == 2;
+}
+
 static int64_t llc_bytes(void) {
     static int64_t bytes;
     return cached(&bytes, measure_llc);
@@ -150,10 +161,18 @@ bn_plan bn_plan_make(const bn_io *io, const bn_kernels *k, int what, int64_t wor
         int64_t per_ch = io->n * io->s * eb * (reread_inputs(io) + outputs(io));
         int64_t pass = per_ch * p.group, fit = per_ch > 0 ? l2_bytes() / per_ch : p.group;
         int short_rows = io->s < BN_FUSE_MIN_ROW && outputs(io) > 0;
-        if (reduce && short_rows && !p.stream && pass > l2_bytes()) {
+        int tiles_fit = p.tiles * c <= BN_TILE_PARTS && c <= BN_PANEL_MAX;
+        /* AMD Zen 5 (1 MiB L2) reads short rows from the L3 in address order faster than from
+         * L2-sized groups once the pass's tensors outgrow the team's L2s; Intel Xeon (2 MiB)
+         * the other way round (docs/experiments.md) */
+        if (reduce && short_rows && !p.stream && tiles_fit && is_amd() &&
+            per_ch * c > p.threads * l2_bytes()) {
+            p.split = BN_BY_TILES;
+            p.group = ncs_group(io, reduce, 1);
+        } else if (reduce && short_rows && !p.stream && pass > l2_bytes()) {
             if (p.split == BN_BY_CHANNELS && fit * io->s * eb >= BN_GROUP_ROW_BYTES_FIT) {
                 p.group = fit;
-            } else if (p.tiles * c <= BN_TILE_PARTS && c <= BN_PANEL_MAX) {
+            } else if (tiles_fit) {
                 p.split = BN_BY_TILES;
                 p.group = ncs_group(io, reduce, 1);
             }
