@@ -162,11 +162,12 @@ bn_plan bn_plan_make(const bn_io *io, const bn_kernels *k, int what, int64_t wor
         int64_t pass = per_ch * p.group, fit = per_ch > 0 ? l2_bytes() / per_ch : p.group;
         int short_rows = io->s < BN_FUSE_MIN_ROW && outputs(io) > 0;
         int tiles_fit = p.tiles * c <= BN_TILE_PARTS && c <= BN_PANEL_MAX;
-        /* AMD Zen 5 (1 MiB L2) reads short rows from the L3 in address order faster than from
-         * L2-sized groups once the pass's tensors outgrow the team's L2s; Intel Xeon (2 MiB)
-         * the other way round (docs/experiments.md) */
-        if (reduce && short_rows && !p.stream && tiles_fit && is_amd() &&
-            per_ch * c > p.threads * l2_bytes()) {
+        /* AMD Zen 5 (1 MiB L2) reads short rows in address order faster than from L2-sized
+         * groups once the pass's tensors outgrow the team's L2s, from L3 or from memory (not
+         * the fused backwards' three inputs from memory); Intel Xeon (2 MiB) the other way
+         * round (docs/experiments.md) */
+        if (reduce && short_rows && tiles_fit && is_amd() &&
+            per_ch * c > p.threads * l2_bytes() && (!p.stream || reread_inputs(io) <= 2)) {
             p.split = BN_BY_TILES;
             p.group = ncs_group(io, reduce, 1);
         } else if (reduce && short_rows && !p.stream && pass > l2_bytes()) {
