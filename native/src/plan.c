@@ -43,24 +43,6 @@ static int64_t cached(int64_t *slot, int64_t (*measure)(void)) {
     return b;
 }
 
-/*
- * The last-level cache a core can use, in bytes. AMD's L3 belongs to a core complex of at most
- * 32 MiB (96 MiB with 3D V-Cache), but what the OS reports is often the whole socket's (hundreds
- * of MiB inside a VM): take at most 32 MiB there. Intel's L3 is shared by every core.
- */
-static int64_t measure_llc(void) {
-    long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
-    int64_t b = l3 > 0 ? (int64_t)l3 : (int64_t)32 << 20;
-    __builtin_cpu_init();
-    return __builtin_cpu_is("amd") ? min64(b, (int64_t)32 << 20) : b;
-}
-
-/* A core's L2 in bytes (1 MiB when the OS does not say). */
-static int64_t measure_l2(void) {
-    long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
-    return l2 > 0 ? (int64_t)l2 : (int64_t)1 << 20;
-}
-
 /* 2 on AMD, 1 elsewhere (cached() takes 0 for "not measured yet"). */
 static int64_t measure_amd(void) {
     __builtin_cpu_init();
@@ -70,6 +52,23 @@ static int64_t measure_amd(void) {
 static int is_amd(void) {
     static int64_t amd;
     return cached(&amd, measure_amd) == 2;
+}
+
+/*
+ * The last-level cache a core can use, in bytes. AMD's L3 belongs to a core complex of at most
+ * 32 MiB (96 MiB with 3D V-Cache), but what the OS reports is often the whole socket's (hundreds
+ * of MiB inside a VM): take at most 32 MiB there. Intel's L3 is shared by every core.
+ */
+static int64_t measure_llc(void) {
+    long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+    int64_t b = l3 > 0 ? (int64_t)l3 : (int64_t)32 << 20;
+    return is_amd() ? min64(b, (int64_t)32 << 20) : b;
+}
+
+/* A core's L2 in bytes (1 MiB when the OS does not say). */
+static int64_t measure_l2(void) {
+    long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    return l2 > 0 ? (int64_t)l2 : (int64_t)1 << 20;
 }
 
 static int64_t llc_bytes(void) {
