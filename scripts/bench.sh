@@ -118,12 +118,11 @@ cache_size() { # the size of cache level $1 (2 or 3) as "1 MiB", from glibc (CPU
 }
 # AMD's L3 belongs to a core complex of at most 32 MiB; what the OS reports is often the socket's
 # (hundreds of MiB inside a VM). The kernels plan with at most 32 MiB there (native/src/plan.c),
-# and the report says both.
+# and the report says both. Needs l3_bytes.
 l3_size() {
     local reported
     reported=$(cache_size 3)
-    if grep -qm 1 '^vendor_id.*AuthenticAMD' /proc/cpuinfo &&
-       [[ $(getconf LEVEL3_CACHE_SIZE 2>/dev/null || echo 0) -gt $((32 << 20)) ]]; then
+    if grep -qm 1 '^vendor_id.*AuthenticAMD' /proc/cpuinfo && [[ $l3_bytes -gt $((32 << 20)) ]]; then
         echo "$reported as reported, at most 32 MiB per core complex"
     else
         echo "$reported"
