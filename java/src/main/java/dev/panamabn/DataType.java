@@ -7,14 +7,16 @@ package dev.panamabn;
  * its value computed in double (float32) or in float (the 16-bit types, as PyTorch does).
  *
  * <p>Accuracy: every 16-bit output is the exact result for the inputs as given (statistics in
- * double, whose own error is about 1e-15 relative), computed in float (a few roundings of 2^-24
- * of its terms, about 2^-13 of the type's unit or less) and rounded once to the type, so within
- * half a unit in its last place and that margin: a relative precision of 2^-9 (0.2%) for
- * bfloat16, 2^-12 for float16. Per-channel constants beyond float's comfortable range (a scale
- * below 2^-100 or above 2^100, an offset above 2^110) are computed in double for that call. What a
- * 16-bit input cannot hold is lost before the call: around a mean of 1e4 bfloat16's values are 64
- * apart, so a channel of mean 1e4 and spread 1 arrives as a few distinct values, which the
- * statistics then describe exactly. float16 overflows past 65504.
+ * double, whose own error is about 1e-15 relative), computed in float (a few roundings of 2^-24 of
+ * its largest term among |x - mean| * scale, bias and z) and rounded once to the type, so within
+ * half a unit in its last place and that margin: a relative precision of 2^-9 (0.2%) for bfloat16,
+ * 2^-12 for float16. The margin is about 2^-13 of a unit, except where the terms cancel to an
+ * output thousands of times smaller than they are: there it can exceed the output's own unit, as
+ * in any float computation of the same sum. Per-channel constants beyond float's comfortable range
+ * (a scale below 2^-100 or above 2^100, an offset above 2^110) are computed in double for that
+ * call. What a 16-bit input cannot hold is lost before the call: around a mean of 1e4 bfloat16's
+ * values are 64 apart, so a channel of mean 1e4 and spread 1 arrives as a few distinct values,
+ * which the statistics then describe exactly. float16 overflows past 65504.
  *
  * <p>The 16-bit types hold their bits in a {@code short}: {@link #fromFloat} and {@link #toFloat}
  * convert one value, {@link #encode} and {@link #decode} whole arrays, the same way the kernel
