@@ -163,3 +163,23 @@ static inline void sts2_f32(float *p, vd lo, vd hi) {
     _mm256_stream_ps(p, _mm512_cvtpd_ps(lo));
     _mm256_stream_ps(p + 8, _mm512_cvtpd_ps(hi));
 }
+
+/* 16-bit values straight to double halves the same way, each half from its own 16-byte load:
+ * the reductions widen every value to double, and widening a whole vector and splitting it took
+ * a quarter of a bfloat16 reduction's time in L2 (docs/experiments.md). A bfloat16 half takes
+ * one word permute with a zeroing mask (each value into the high half of its lane), where a
+ * widening move and a shift take two operations. */
+#define BN_16_HALVES 1
+static inline vd bf16_half(const uint16_t *p) {
+    const __m256i hi = _mm256_set_epi16(7, 0, 6, 0, 5, 0, 4, 0, 3, 0, 2, 0, 1, 0, 0, 0);
+    __m256i h = _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)p));
+    return _mm512_cvtps_pd(_mm256_castsi256_ps(_mm256_maskz_permutexvar_epi16(0xAAAA, hi, h)));
+}
+static inline void ld2_bf16(const uint16_t *p, vd *lo, vd *hi) {
+    *lo = bf16_half(p);
+    *hi = bf16_half(p + 8);
+}
+static inline void ld2_f16(const uint16_t *p, vd *lo, vd *hi) {
+    *lo = _mm512_cvtps_pd(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)));
+    *hi = _mm512_cvtps_pd(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 8))));
+}
