@@ -139,6 +139,19 @@ static inline void sts2_f32(float *p, vd lo, vd hi) {
     _mm_stream_ps(p, _mm256_cvtpd_ps(lo));
     _mm_stream_ps(p + 4, _mm256_cvtpd_ps(hi));
 }
+/* 16-bit values straight to double halves the same way (the reductions widen every value to
+ * double): bfloat16 halves from one 16-byte load, each by one interleave with zeros, which puts
+ * each value into the high half of its lane; float16 halves each from an 8-byte load (F16C) */
+#define BN_16_HALVES 1
+static inline void ld2_bf16(const uint16_t *p, vd *lo, vd *hi) {
+    __m128i h = _mm_loadu_si128((const __m128i *)p), zero = _mm_setzero_si128();
+    *lo = _mm256_cvtps_pd(_mm_castsi128_ps(_mm_unpacklo_epi16(zero, h)));
+    *hi = _mm256_cvtps_pd(_mm_castsi128_ps(_mm_unpackhi_epi16(zero, h)));
+}
+static inline void ld2_f16(const uint16_t *p, vd *lo, vd *hi) {
+    *lo = _mm256_cvtps_pd(_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)p)));
+    *hi = _mm256_cvtps_pd(_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(p + 4))));
+}
 static inline void sts_bf16(uint16_t *p, vf a) { _mm_stream_si128((__m128i *)p, bf16_narrow(a)); }
 static inline void sts_f16(uint16_t *p, vf a) { _mm_stream_si128((__m128i *)p, BN_F16_NARROW(a)); }
 static inline void bn_stream_fence(void) { _mm_sfence(); }
