@@ -139,6 +139,7 @@ static inline void sts2_f32(float *p, vd lo, vd hi) {
     _mm_stream_ps(p, _mm256_cvtpd_ps(lo));
     _mm_stream_ps(p + 4, _mm256_cvtpd_ps(hi));
 }
+
 /* 16-bit values straight to double halves the same way (the reductions widen every value to
  * double): bfloat16 halves from one 16-byte load, each by one interleave with zeros, which puts
  * each value into the high half of its lane; float16 halves each from an 8-byte load (F16C) */
